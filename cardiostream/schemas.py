@@ -1,0 +1,472 @@
+"""Every wire format of cardiostream: one module, versioned, validated at decode.
+
+Kafka key = device id (UTF-8) on every topic. Four message families:
+
+* ``SampleChunk``  devices → samples topic. Binary (default) or JSON (interop).
+  Binary because it is what devices produce (int16 ADC counts + gain/baseline,
+  exact for MIT-BIH's 11-bit ADC) and a 0.5 s two-lead chunk is ~4x smaller than
+  JSON; see docs/benchmarks.md for the measurement.
+* ``BeatWindow`` / ``RhythmWindow``  processor → windows topic. A small JSON
+  header followed by a float32 payload.
+* ``BeatResult`` / ``RhythmResult``  inference → results topic (JSON audit trail).
+* ``Alarm``  inference → Redis (JSON), ``DeadLetter`` → dead-letter topic (JSON).
+
+Every decoder raises ``SchemaError`` (and nothing else) on bad input; its
+``reason`` is a short, stable code used as a metrics label and dead-letter reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import struct
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+MAX_LEADS = 12
+MAX_CHUNK_SAMPLES = 10_000
+SUPPORTED_FS_HZ = (128.0, 250.0, 256.0, 360.0, 500.0, 1000.0)
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+LEAD_NAME_RE = re.compile(r"^[A-Za-z0-9_.+\-]{1,16}$")
+MAX_FUTURE_S = 86_400.0  # replay at max speed runs ahead of the wall clock by one record
+MAX_PAST_S = 30 * 86_400.0
+_US = 1_000_000
+
+_CHUNK_MAGIC = b"CS"
+_WINDOW_MAGIC = b"CW"
+# magic, version, n_leads, n_samples, seq, t0_us, fs_hz
+_CHUNK_HEAD = struct.Struct("<2sBBIQqd")
+
+
+class SchemaError(ValueError):
+    """A message that does not satisfy its contract. ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _require(ok: bool, reason: str, detail: str = "") -> None:
+    if not ok:
+        raise SchemaError(reason, detail)
+
+
+def _check_device_id(device_id: object) -> str:
+    _require(isinstance(device_id, str) and bool(DEVICE_ID_RE.match(device_id)),
+             "bad_device_id", f"{device_id!r} must match {DEVICE_ID_RE.pattern}")
+    return device_id  # type: ignore[return-value]
+
+
+def check_time_us(t_us: int, now_us: int | None) -> None:
+    """Reject device timestamps far in the past or future of ``now_us`` (skip if None)."""
+    if now_us is None:
+        return
+    _require(t_us <= now_us + MAX_FUTURE_S * _US, "time_future", f"t={t_us} now={now_us}")
+    _require(t_us >= now_us - MAX_PAST_S * _US, "time_past", f"t={t_us} now={now_us}")
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True, slots=True)
+class SampleChunk:
+    """Consecutive samples of one device. ``adc`` is lead-first ``(n_leads, n)`` int16."""
+
+    device_id: str
+    seq: int                      # per-device sequence number, +1 per chunk
+    t0_us: int                    # device clock (epoch µs) of the first sample
+    fs_hz: float
+    leads: tuple[str, ...]
+    gain: tuple[float, ...]       # ADC counts per mV, one per lead
+    baseline: tuple[int, ...]     # ADC count of 0 mV, one per lead
+    adc: np.ndarray = field(repr=False)
+    unit: str = "ward-1"          # care unit, selects the alarm stream
+    v: int = SCHEMA_VERSION
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.adc.shape[1])
+
+    @property
+    def end_us(self) -> int:
+        """Device time just after the last sample."""
+        return self.t0_us + round(self.n_samples * _US / self.fs_hz)
+
+    def millivolts(self) -> np.ndarray:
+        """(n_leads, n) float64 physical signal."""
+        gain = np.asarray(self.gain, dtype=np.float64)[:, None]
+        base = np.asarray(self.baseline, dtype=np.float64)[:, None]
+        return (self.adc.astype(np.float64) - base) / gain
+
+    def validate(self, now_us: int | None = None) -> SampleChunk:
+        _require(self.v == SCHEMA_VERSION, "bad_version", f"v={self.v}")
+        _check_device_id(self.device_id)
+        _require(isinstance(self.unit, str) and bool(DEVICE_ID_RE.match(self.unit)),
+                 "bad_unit", repr(self.unit))
+        _require(0 <= self.seq < 2**63, "bad_seq", str(self.seq))
+        _require(math.isfinite(self.fs_hz) and self.fs_hz in SUPPORTED_FS_HZ, "bad_fs",
+                 f"{self.fs_hz} not in {SUPPORTED_FS_HZ}")
+        n_leads = len(self.leads)
+        _require(1 <= n_leads <= MAX_LEADS, "bad_leads", f"{n_leads} leads")
+        _require(all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in self.leads),
+                 "bad_leads", repr(self.leads))
+        _require(len(self.gain) == n_leads and len(self.baseline) == n_leads, "bad_sizes",
+                 "gain/baseline length != leads")
+        _require(all(math.isfinite(g) and g > 0 for g in self.gain), "bad_gain", repr(self.gain))
+        _require(all(-(2**31) <= b < 2**31 for b in self.baseline), "bad_baseline", "")
+        _require(self.adc.dtype == np.int16 and self.adc.ndim == 2, "bad_samples", "int16 2-D")
+        _require(self.adc.shape[0] == n_leads, "bad_sizes", f"adc {self.adc.shape}")
+        _require(1 <= self.adc.shape[1] <= MAX_CHUNK_SAMPLES, "bad_sizes",
+                 f"{self.adc.shape[1]} samples")
+        check_time_us(self.t0_us, now_us)
+        return self
+
+
+def _pack_str(s: str) -> bytes:
+    b = s.encode()
+    return bytes([len(b)]) + b
+
+
+def encode_chunk(chunk: SampleChunk) -> bytes:
+    """Compact binary layout: header, strings, gains (f32), baselines (i32), int16 samples."""
+    parts = [
+        _CHUNK_HEAD.pack(_CHUNK_MAGIC, chunk.v, len(chunk.leads), chunk.n_samples, chunk.seq,
+                         chunk.t0_us, chunk.fs_hz),
+        _pack_str(chunk.device_id), _pack_str(chunk.unit),
+        *(_pack_str(lead) for lead in chunk.leads),
+        np.asarray(chunk.gain, dtype="<f4").tobytes(),
+        np.asarray(chunk.baseline, dtype="<i4").tobytes(),
+        np.ascontiguousarray(chunk.adc, dtype="<i2").tobytes(),
+    ]
+    return b"".join(parts)
+
+
+class _Reader:
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.buf, self.pos = buf, pos
+
+    def take(self, n: int) -> bytes:
+        _require(self.pos + n <= len(self.buf), "truncated", f"need {n} at {self.pos}")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def string(self) -> str:
+        raw = self.take(self.take(1)[0])
+        try:
+            return raw.decode()
+        except UnicodeDecodeError as exc:
+            raise SchemaError("bad_string", str(exc)) from None
+
+
+def _decode_chunk_binary(buf: bytes) -> SampleChunk:
+    _require(len(buf) >= _CHUNK_HEAD.size, "truncated", f"{len(buf)} bytes")
+    _, v, n_leads, n, seq, t0_us, fs_hz = _CHUNK_HEAD.unpack_from(buf)
+    _require(v == SCHEMA_VERSION, "bad_version", f"v={v}")
+    _require(1 <= n_leads <= MAX_LEADS, "bad_leads", f"{n_leads} leads")
+    _require(1 <= n <= MAX_CHUNK_SAMPLES, "bad_sizes", f"{n} samples")
+    r = _Reader(buf, _CHUNK_HEAD.size)
+    device_id, unit = r.string(), r.string()
+    leads = tuple(r.string() for _ in range(n_leads))
+    gain = tuple(float(g) for g in np.frombuffer(r.take(4 * n_leads), dtype="<f4"))
+    baseline = tuple(int(b) for b in np.frombuffer(r.take(4 * n_leads), dtype="<i4"))
+    adc = np.frombuffer(r.take(2 * n_leads * n), dtype="<i2").reshape(n_leads, n)
+    _require(r.pos == len(buf), "oversized", f"{len(buf) - r.pos} trailing bytes")
+    return SampleChunk(device_id, seq, t0_us, fs_hz, leads, gain, baseline,
+                       adc.astype(np.int16), unit, v)
+
+
+def chunk_to_json(chunk: SampleChunk) -> bytes:
+    """The JSON interop form: same fields, ``adc`` as nested int lists."""
+    doc = {"v": chunk.v, "device_id": chunk.device_id, "unit": chunk.unit, "seq": chunk.seq,
+           "t0_us": chunk.t0_us, "fs_hz": chunk.fs_hz, "leads": list(chunk.leads),
+           "gain": list(chunk.gain), "baseline": list(chunk.baseline),
+           "adc": chunk.adc.tolist()}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _json_obj(buf: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(buf.decode(), parse_constant=_reject_constant)
+    except SchemaError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise SchemaError("bad_json", str(exc)[:200]) from None
+    _require(isinstance(doc, dict), "bad_json", "top level must be an object")
+    return doc
+
+
+def _reject_constant(name: str) -> float:
+    raise SchemaError("not_finite", f"JSON constant {name}")
+
+
+def _decode_chunk_json(buf: bytes) -> SampleChunk:
+    d = _json_obj(buf)
+    try:
+        leads = tuple(d["leads"])
+        adc_list = d["adc"]
+        _require(isinstance(adc_list, list) and len(adc_list) == len(leads), "bad_sizes",
+                 "adc must have one row per lead")
+        _require(all(isinstance(row, list) for row in adc_list), "bad_samples", "rows")
+        _require(len({len(row) for row in adc_list}) <= 1, "bad_sizes", "ragged adc rows")
+        _require(1 <= len(adc_list[0]) <= MAX_CHUNK_SAMPLES if adc_list else False,
+                 "bad_sizes", "sample count")
+        _require(all(type(x) is int and -32768 <= x <= 32767 for row in adc_list for x in row),
+                 "bad_samples", "adc values must be int16")
+        _require(all(isinstance(g, (int, float)) for g in d["gain"]), "bad_gain", "")
+        _require(all(type(b) is int for b in d["baseline"]), "bad_baseline", "")
+        _require(type(d["seq"]) is int and type(d["t0_us"]) is int, "bad_types", "seq/t0_us")
+        _require(isinstance(d["fs_hz"], (int, float)), "bad_fs", repr(d["fs_hz"]))
+        return SampleChunk(d["device_id"], d["seq"], d["t0_us"], float(d["fs_hz"]), leads,
+                           tuple(float(g) for g in d["gain"]), tuple(d["baseline"]),
+                           np.asarray(adc_list, dtype=np.int16), d.get("unit", "ward-1"),
+                           d["v"])
+    except (KeyError, TypeError, IndexError, OverflowError) as exc:
+        raise SchemaError("missing_field", repr(exc)[:200]) from None
+
+
+def decode_chunk(buf: bytes, now_us: int | None = None) -> SampleChunk:
+    """Binary or JSON (first byte ``{``) → validated chunk, or ``SchemaError``."""
+    _require(isinstance(buf, (bytes, bytearray, memoryview)), "bad_type", type(buf).__name__)
+    buf = bytes(buf)
+    _require(len(buf) > 0, "empty", "")
+    if buf[:2] == _CHUNK_MAGIC:
+        chunk = _decode_chunk_binary(buf)
+    elif buf[:1] == b"{":
+        chunk = _decode_chunk_json(buf)
+    else:
+        raise SchemaError("bad_magic", buf[:4].hex())
+    return chunk.validate(now_us)
+
+
+# --------------------------------------------------------------------------- windows
+
+
+@dataclass(frozen=True, slots=True)
+class BeatWindow:
+    """Filtered samples around one detected R peak plus its RR features (seconds)."""
+
+    device_id: str
+    unit: str
+    spec_id: str
+    segment: int                 # increments at every detector reset (gap, restart)
+    beat_index: int              # beat number within the device stream
+    r_time_us: int               # device time of the R peak
+    last_sample_time_us: int     # device time of the last sample this window needed
+    rr_prev_s: float
+    rr_next_s: float
+    rr_local_s: float
+    rr_long_s: float
+    quality: str                 # "good" | "noisy" | "flat" | "saturated"
+    samples: np.ndarray = field(repr=False)   # (n_leads, span) float32 mV
+    v: int = SCHEMA_VERSION
+    kind: str = "beat"
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmWindow:
+    """A fixed-length stretch (e.g. 10 s, 2 s hop) with its beats and quality."""
+
+    device_id: str
+    unit: str
+    spec_id: str
+    segment: int
+    window_index: int
+    start_time_us: int
+    end_time_us: int
+    last_sample_time_us: int
+    fs_hz: float                  # sample rate of ``samples`` (may be decimated)
+    beat_times_us: tuple[int, ...]
+    quality: tuple[str, ...]      # one per lead
+    sqi: tuple[float, ...]        # one per lead, 0 (unusable) .. 1 (clean)
+    samples: np.ndarray = field(repr=False)   # (n_leads, n) float32 mV
+    v: int = SCHEMA_VERSION
+    kind: str = "rhythm"
+
+
+Window = BeatWindow | RhythmWindow
+_WINDOW_TYPES: dict[str, type] = {"beat": BeatWindow, "rhythm": RhythmWindow}
+_WINDOW_HEAD = struct.Struct("<2sBI")  # magic, version, header length
+
+
+def encode_window(win: Window) -> bytes:
+    header = {k: v for k, v in asdict(win).items() if k != "samples"}
+    header["shape"] = list(win.samples.shape)
+    hbytes = json.dumps(header, separators=(",", ":")).encode()
+    payload = np.ascontiguousarray(win.samples, dtype="<f4").tobytes()
+    return _WINDOW_HEAD.pack(_WINDOW_MAGIC, win.v, len(hbytes)) + hbytes + payload
+
+
+def decode_window(buf: bytes) -> Window:
+    _require(isinstance(buf, (bytes, bytearray)), "bad_type", type(buf).__name__)
+    _require(len(buf) >= _WINDOW_HEAD.size, "truncated", f"{len(buf)} bytes")
+    magic, v, hlen = _WINDOW_HEAD.unpack_from(buf)
+    _require(magic == _WINDOW_MAGIC, "bad_magic", magic.hex())
+    _require(v == SCHEMA_VERSION, "bad_version", f"v={v}")
+    _require(_WINDOW_HEAD.size + hlen <= len(buf), "truncated", "header")
+    header = _json_obj(bytes(buf[_WINDOW_HEAD.size:_WINDOW_HEAD.size + hlen]))
+    shape = header.pop("shape", None)
+    _require(isinstance(shape, list) and len(shape) == 2
+             and all(type(s) is int and s > 0 for s in shape), "bad_sizes", repr(shape))
+    payload = buf[_WINDOW_HEAD.size + hlen:]
+    _require(len(payload) == 4 * shape[0] * shape[1], "bad_sizes", "payload length")
+    samples = np.frombuffer(payload, dtype="<f4").reshape(shape).astype(np.float32)
+    _require(bool(np.isfinite(samples).all()), "not_finite", "window samples")
+    cls = _WINDOW_TYPES.get(header.get("kind", ""))
+    _require(cls is not None, "bad_kind", repr(header.get("kind")))
+    for key in ("beat_times_us", "quality", "sqi"):
+        if key in header and isinstance(header[key], list):
+            header[key] = tuple(header[key])
+    try:
+        win = cls(samples=samples, **header)
+    except TypeError as exc:
+        raise SchemaError("missing_field", str(exc)[:200]) from None
+    _check_device_id(win.device_id)
+    return win
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True, slots=True)
+class BeatResult:
+    device_id: str
+    unit: str
+    segment: int
+    beat_index: int
+    r_time_us: int
+    last_sample_time_us: int
+    label: str                    # AAMI class: N S V F Q
+    probs: tuple[float, ...]
+    rr_prev_s: float
+    quality: str
+    model_version: str
+    v: int = SCHEMA_VERSION
+    kind: str = "beat"
+
+
+@dataclass(frozen=True, slots=True)
+class RhythmResult:
+    device_id: str
+    unit: str
+    segment: int
+    window_index: int
+    start_time_us: int
+    end_time_us: int
+    last_sample_time_us: int
+    rhythm: str                   # MIT rhythm code without "(": N AFIB AFL VT VFL SVTA B T ...
+    probs: tuple[float, ...]
+    hr_bpm: float
+    quality: tuple[str, ...]
+    model_version: str
+    v: int = SCHEMA_VERSION
+    kind: str = "rhythm"
+
+
+Result = BeatResult | RhythmResult
+_RESULT_TYPES: dict[str, type] = {"beat": BeatResult, "rhythm": RhythmResult}
+
+
+def encode_result(res: Result) -> bytes:
+    return json.dumps(asdict(res), separators=(",", ":")).encode()
+
+
+def decode_result(buf: bytes) -> Result:
+    doc = _json_obj(bytes(buf))
+    cls = _RESULT_TYPES.get(doc.get("kind", ""))
+    _require(cls is not None, "bad_kind", repr(doc.get("kind")))
+    for key in ("probs", "quality"):
+        if isinstance(doc.get(key), list):
+            doc[key] = tuple(doc[key])
+    try:
+        return cls(**doc)
+    except TypeError as exc:
+        raise SchemaError("missing_field", str(exc)[:200]) from None
+
+
+# --------------------------------------------------------------------------- alarms
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """One clinical or technical alarm transition (raised or cleared) with its evidence."""
+
+    alarm_id: str                 # deterministic: same condition + onset → same id
+    device_id: str
+    unit: str
+    type: str                     # e.g. "asystole", "vt", "afib", "leads_off"
+    severity: str                 # "red" | "yellow" | "technical"
+    state: str                    # "raised" | "cleared"
+    onset_time_us: int
+    time_us: int                  # device time of this transition
+    last_sample_time_us: int      # device time of the last sample the decision needed
+    message: str
+    strip_fs_hz: float = 0.0
+    strip_mv: tuple[float, ...] = ()           # evidence ECG strip (lead 0, downsampled)
+    strip_start_us: int = 0
+    beats: tuple[tuple[int, str], ...] = ()    # (r_time_us, label) that triggered it
+    v: int = SCHEMA_VERSION
+
+
+def alarm_id(device_id: str, alarm_type: str, onset_time_us: int, state: str) -> str:
+    """Stable id: a redelivered window reproduces the same id, so Redis dedups it."""
+    raw = f"{device_id}|{alarm_type}|{onset_time_us}|{state}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def encode_alarm(alarm: Alarm) -> bytes:
+    return json.dumps(asdict(alarm), separators=(",", ":")).encode()
+
+
+def decode_alarm(buf: bytes) -> Alarm:
+    doc = _json_obj(bytes(buf))
+    doc["strip_mv"] = tuple(doc.get("strip_mv", ()))
+    doc["beats"] = tuple(tuple(b) for b in doc.get("beats", ()))
+    try:
+        return Alarm(**doc)
+    except TypeError as exc:
+        raise SchemaError("missing_field", str(exc)[:200]) from None
+
+
+# --------------------------------------------------------------------------- dead letters
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a message was refused, with its coordinates and raw bytes (base64)."""
+
+    reason: str
+    detail: str
+    source_topic: str
+    partition: int
+    offset: int
+    key_b64: str
+    raw_b64: str
+    stage: str                    # "processor" | "inference"
+    time_us: int
+    v: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(cls, err: SchemaError, raw: bytes | None, key: bytes | None, topic: str,
+           partition: int, offset: int, stage: str, time_us: int) -> DeadLetter:
+        return cls(err.reason, err.detail[:500], topic, partition, offset,
+                   base64.b64encode(key or b"").decode(), base64.b64encode(raw or b"").decode(),
+                   stage, time_us)
+
+
+def encode_dead_letter(dl: DeadLetter) -> bytes:
+    return json.dumps(asdict(dl), separators=(",", ":")).encode()
+
+
+def decode_dead_letter(buf: bytes) -> DeadLetter:
+    try:
+        return DeadLetter(**_json_obj(bytes(buf)))
+    except TypeError as exc:
+        raise SchemaError("missing_field", str(exc)[:200]) from None

@@ -1,0 +1,125 @@
+"""Typed, frozen settings for every cardiostream service.
+
+Built once in the entry point (``cardiostream.cli``) from environment variables
+(prefix ``CARDIOSTREAM_``, nested groups joined with ``__``, e.g.
+``CARDIOSTREAM_KAFKA__BOOTSTRAP_SERVERS``) and CLI flags, then passed down.
+Library code never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Group):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    client_id: str = "cardiostream"
+
+
+class RedisSettings(_Group):
+    url: str = "redis://127.0.0.1:16379/0"
+    username: str | None = None
+    password: SecretStr | None = None
+    alarm_stream_maxlen: int = Field(100_000, gt=0)
+
+
+class TopicSettings(_Group):
+    samples: str = "ecg.samples.v1"
+    windows: str = "ecg.windows.v1"
+    results: str = "ecg.results.v1"
+    dead_letter: str = "ecg.deadletter.v1"
+    partitions: int = Field(8, ge=1)
+    replication_factor: int = Field(1, ge=1)
+
+
+class PathSettings(_Group):
+    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    model_dir: Path = REPO_ROOT / "models" / "default"
+    run_dir: Path = REPO_ROOT / ".run"
+    cache_dir: Path = Path.home() / ".cache" / "cardiostream"
+
+    @property
+    def mitdb(self) -> Path:
+        return self.data_dir / "mitdb"
+
+    @property
+    def nstdb(self) -> Path:
+        return self.data_dir / "nstdb"
+
+
+class InfraSettings(_Group):
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    redis_port: int = 16379
+    prometheus_port: int = 19090
+
+
+class InferenceSettings(_Group):
+    max_batch: int = Field(256, ge=1)
+    max_wait_ms: float = Field(50.0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    half_precision: bool = True
+    group_id: str = "cardiostream-inference"
+    care_unit_default: str = "ward-1"
+
+
+class MetricsSettings(_Group):
+    simulator_port: int = 9101
+    processor_port: int = 9102
+    inference_port: int = 9103
+    max_patient_series: int = Field(256, ge=0)
+
+
+class GrafanaSettings(_Group):
+    url: str = "http://127.0.0.1:3000"
+    token: SecretStr | None = None
+    folder_uid: str = "cardiostream"
+    datasource_uid: str = "cardiostream-prometheus"
+    prometheus_url: str = "http://prometheus:9090"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, one object per process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARDIOSTREAM_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    topics: TopicSettings = TopicSettings()
+    paths: PathSettings = PathSettings()
+    infra: InfraSettings = InfraSettings()
+    inference: InferenceSettings = InferenceSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with CLI flag values (already typed) on top."""
+    base = Settings()
+    if not overrides:
+        return base
+    merged = base.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        group, _, key = dotted.partition("__")
+        merged[group][key] = value
+    return Settings.model_validate(merged)
