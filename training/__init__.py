@@ -1,0 +1,1 @@
+"""cardiostream training service."""
