@@ -18,6 +18,11 @@ COMMAND_MODULES = ("infra", "simulate", "process", "annotate", "score", "train",
 
 
 
+@app.callback()
+def main() -> None:
+    """cardiostream: device simulators, stream processor, inference worker, training, ops."""
+
+
 @app.command()
 def version() -> None:
     """Print the cardiostream version."""
