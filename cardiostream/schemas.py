@@ -32,8 +32,8 @@ SCHEMA_VERSION = 1
 MAX_LEADS = 12
 MAX_CHUNK_SAMPLES = 10_000
 SUPPORTED_FS_HZ = (128.0, 250.0, 256.0, 360.0, 500.0, 1000.0)
-DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-LEAD_NAME_RE = re.compile(r"^[A-Za-z0-9_.+\-]{1,16}$")
+DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")  # \Z: "$" accepts a trailing newline
+LEAD_NAME_RE = re.compile(r"^[A-Za-z0-9_.+\-]{1,16}\Z")
 MAX_FUTURE_S = 86_400.0  # replay at max speed runs ahead of the wall clock by one record
 MAX_PAST_S = 30 * 86_400.0
 _US = 1_000_000
@@ -111,6 +111,7 @@ class SampleChunk:
         _require(isinstance(self.unit, str) and bool(DEVICE_ID_RE.match(self.unit)),
                  "bad_unit", repr(self.unit))
         _require(0 <= self.seq < 2**63, "bad_seq", str(self.seq))
+        _require(-(2**63) <= self.t0_us < 2**63, "bad_time", str(self.t0_us))
         _require(math.isfinite(self.fs_hz) and self.fs_hz in SUPPORTED_FS_HZ, "bad_fs",
                  f"{self.fs_hz} not in {SUPPORTED_FS_HZ}")
         n_leads = len(self.leads)
@@ -135,13 +136,17 @@ def _pack_str(s: str) -> bytes:
 
 
 def encode_chunk(chunk: SampleChunk) -> bytes:
-    """Compact binary layout: header, strings, gains (f32), baselines (i32), int16 samples."""
+    """Compact binary layout: header, strings, gains (f64), baselines (i32), int16 samples.
+
+    Gains are float64 so that any valid gain survives the round trip exactly (float32
+    rounded 200.1 and overflowed large gains to inf); it costs 4 bytes per lead.
+    """
     parts = [
         _CHUNK_HEAD.pack(_CHUNK_MAGIC, chunk.v, len(chunk.leads), chunk.n_samples, chunk.seq,
                          chunk.t0_us, chunk.fs_hz),
         _pack_str(chunk.device_id), _pack_str(chunk.unit),
         *(_pack_str(lead) for lead in chunk.leads),
-        np.asarray(chunk.gain, dtype="<f4").tobytes(),
+        np.asarray(chunk.gain, dtype="<f8").tobytes(),
         np.asarray(chunk.baseline, dtype="<i4").tobytes(),
         np.ascontiguousarray(chunk.adc, dtype="<i2").tobytes(),
     ]
@@ -175,7 +180,7 @@ def _decode_chunk_binary(buf: bytes) -> SampleChunk:
     r = _Reader(buf, _CHUNK_HEAD.size)
     device_id, unit = r.string(), r.string()
     leads = tuple(r.string() for _ in range(n_leads))
-    gain = tuple(float(g) for g in np.frombuffer(r.take(4 * n_leads), dtype="<f4"))
+    gain = tuple(float(g) for g in np.frombuffer(r.take(8 * n_leads), dtype="<f8"))
     baseline = tuple(int(b) for b in np.frombuffer(r.take(4 * n_leads), dtype="<i4"))
     adc = np.frombuffer(r.take(2 * n_leads * n), dtype="<i2").reshape(n_leads, n)
     _require(r.pos == len(buf), "oversized", f"{len(buf) - r.pos} trailing bytes")
@@ -210,6 +215,9 @@ def _reject_constant(name: str) -> float:
 def _decode_chunk_json(buf: bytes) -> SampleChunk:
     d = _json_obj(buf)
     try:
+        _require(all(isinstance(d[k], list) for k in ("leads", "gain", "baseline")),
+                 "bad_types", "leads, gain and baseline must be lists")
+        _require(type(d["v"]) is int, "bad_version", repr(d["v"]))
         leads = tuple(d["leads"])
         adc_list = d["adc"]
         _require(isinstance(adc_list, list) and len(adc_list) == len(leads), "bad_sizes",
@@ -220,7 +228,7 @@ def _decode_chunk_json(buf: bytes) -> SampleChunk:
                  "bad_sizes", "sample count")
         _require(all(type(x) is int and -32768 <= x <= 32767 for row in adc_list for x in row),
                  "bad_samples", "adc values must be int16")
-        _require(all(isinstance(g, (int, float)) for g in d["gain"]), "bad_gain", "")
+        _require(all(type(g) in (int, float) for g in d["gain"]), "bad_gain", "")
         _require(all(type(b) is int for b in d["baseline"]), "bad_baseline", "")
         _require(type(d["seq"]) is int and type(d["t0_us"]) is int, "bad_types", "seq/t0_us")
         _require(isinstance(d["fs_hz"], (int, float)), "bad_fs", repr(d["fs_hz"]))
@@ -319,7 +327,7 @@ def decode_window(buf: bytes) -> Window:
     _require(len(payload) == 4 * shape[0] * shape[1], "bad_sizes", "payload length")
     samples = np.frombuffer(payload, dtype="<f4").reshape(shape).astype(np.float32)
     _require(bool(np.isfinite(samples).all()), "not_finite", "window samples")
-    cls = _WINDOW_TYPES.get(header.get("kind", ""))
+    cls = _WINDOW_TYPES.get(str(header.get("kind", "")))
     _require(cls is not None, "bad_kind", repr(header.get("kind")))
     for key in ("beat_times_us", "quality", "sqi"):
         if key in header and isinstance(header[key], list):
@@ -380,7 +388,7 @@ def encode_result(res: Result) -> bytes:
 
 def decode_result(buf: bytes) -> Result:
     doc = _json_obj(bytes(buf))
-    cls = _RESULT_TYPES.get(doc.get("kind", ""))
+    cls = _RESULT_TYPES.get(str(doc.get("kind", "")))
     _require(cls is not None, "bad_kind", repr(doc.get("kind")))
     for key in ("probs", "quality"):
         if isinstance(doc.get(key), list):
@@ -427,9 +435,9 @@ def encode_alarm(alarm: Alarm) -> bytes:
 
 def decode_alarm(buf: bytes) -> Alarm:
     doc = _json_obj(bytes(buf))
-    doc["strip_mv"] = tuple(doc.get("strip_mv", ()))
-    doc["beats"] = tuple(tuple(b) for b in doc.get("beats", ()))
     try:
+        doc["strip_mv"] = tuple(doc.get("strip_mv", ()))
+        doc["beats"] = tuple(tuple(b) for b in doc.get("beats", ()))
         return Alarm(**doc)
     except TypeError as exc:
         raise SchemaError("missing_field", str(exc)[:200]) from None
