@@ -79,6 +79,33 @@ class InferenceSettings(_Group):
     care_unit_default: str = "ward-1"
 
 
+class AlarmSettings(_Group):
+    """Alarm thresholds (see docs/alarms.md). Times in seconds, rates in beats per minute."""
+
+    asystole_s: float = Field(4.0, gt=0)          # no QRS this long on good signal: red
+    vt_min_beats: int = Field(3, ge=2)            # consecutive V beats that make a VT run
+    vt_min_rate_bpm: float = Field(100.0, gt=0)   # ... at or above this rate (slower: PVC run)
+    vt_sustained_s: float = Field(30.0, gt=0)     # a VT condition this long: sustained VT
+    vt_from_rhythm_model: bool = True             # rhythm windows classified VT also raise VT
+    extreme_brady_bpm: float = Field(40.0, gt=0)
+    extreme_tachy_bpm: float = Field(180.0, gt=0)
+    hr_beats: int = Field(8, ge=2)                # beats in the median-RR heart rate
+    pause_s: float = Field(2.5, gt=0)             # RR at least this long: pause (yellow)
+    svt_min_beats: int = Field(5, ge=3)           # consecutive S beats ...
+    svt_min_rate_bpm: float = Field(150.0, gt=0)  # ... at or above this rate: SVT
+    bigeminy_cycles: int = Field(4, ge=2)         # (non-V, V) pairs in a row
+    trigeminy_cycles: int = Field(3, ge=2)        # (non-V, non-V, V) triples in a row
+    pvc_rate_per_min: float = Field(10.0, gt=0)   # V beats in the last minute: high PVC rate
+    rhythm_on_windows: int = Field(2, ge=1)       # consecutive rhythm windows to raise AF/VF/SVT
+    rhythm_off_windows: int = Field(3, ge=1)      # ... and not-that-rhythm windows to clear
+    clear_after_s: float = Field(10.0, ge=0)      # beat conditions: false this long to clear
+    event_hold_s: float = Field(60.0, ge=0)       # couplet/pause/run alarms stay up this long
+    technical_on_windows: int = Field(1, ge=1)    # windows with a bad lead to raise leads-off/noisy
+    technical_off_windows: int = Field(2, ge=1)   # good windows to clear it
+    strip_s: float = Field(10.0, gt=0)            # evidence strip length around onset
+    strip_fs_hz: float = Field(60.0, gt=0)        # evidence strip sample rate
+
+
 class MetricsSettings(_Group):
     simulator_port: int = 9101
     processor_port: int = 9102
@@ -107,6 +134,7 @@ class Settings(BaseSettings):
     paths: PathSettings = PathSettings()
     infra: InfraSettings = InfraSettings()
     inference: InferenceSettings = InferenceSettings()
+    alarms: AlarmSettings = AlarmSettings()
     metrics: MetricsSettings = MetricsSettings()
     grafana: GrafanaSettings = GrafanaSettings()
 
