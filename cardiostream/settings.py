@@ -68,6 +68,12 @@ class InfraSettings(_Group):
     kafka_controller_port: int = 19093
     redis_port: int = 16379
     prometheus_port: int = 19090
+    # `cardiostream infra up --secure`: a second broker (SASL_PLAINTEXT, SCRAM) and a second Redis (ACL).
+    kafka_secure_port: int = 19094
+    kafka_secure_controller_port: int = 19095
+    redis_secure_port: int = 16380
+    kafka_heap: str = "1g"
+    prometheus_scrape_s: float = Field(1.0, gt=0)
 
 
 class InferenceSettings(_Group):
