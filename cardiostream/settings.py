@@ -68,7 +68,7 @@ class InfraSettings(_Group):
     kafka_controller_port: int = 19093
     redis_port: int = 16379
     prometheus_port: int = 19090
-    # `cardiostream infra up --secure`: a second broker (SASL_PLAINTEXT, SCRAM) and a second Redis (ACL).
+    # `cardiostream infra up --secure`: a second broker (SASL/SCRAM) and a second Redis (ACL).
     kafka_secure_port: int = 19094
     kafka_secure_controller_port: int = 19095
     redis_secure_port: int = 16380
