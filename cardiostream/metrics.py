@@ -109,6 +109,24 @@ CATALOGUE = (CHUNKS, SAMPLES, WINDOWS, BEATS, DEAD_LETTERS, DUPLICATES, REORDERE
              PATIENT_SIGNAL_QUALITY, PATIENT_ALARM_LEVEL, PATIENT_SERIES_REFUSED)
 
 
+_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
+
+
+def catalogue() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """``(name, type, label names, help)`` of every metric, for docs and the CLI."""
+    rows = []
+    for metric in CATALOGUE:
+        for family in metric.describe():
+            rows.append((family.name, family.type, tuple(metric._labelnames), family.documentation))
+    return rows
+
+
+def exposed_names() -> set[str]:
+    """Series names Prometheus sees (``_total``, ``_bucket``, ``_sum``, ``_count`` added)."""
+    return {name + suffix for name, kind, _labels, _doc in catalogue()
+            for suffix in _SUFFIXES[kind]}
+
+
 def init_component(component: str, dead_letter_reasons: tuple[str, ...] = (),
                    alarm_types: tuple[str, ...] = ()) -> None:
     """Create ``component``'s labelled series at zero and mark it alive.
