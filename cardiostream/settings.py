@@ -112,6 +112,21 @@ class AlarmSettings(_Group):
     strip_fs_hz: float = Field(60.0, gt=0)        # evidence strip sample rate
 
 
+class ProcessorSettings(_Group):
+    """The Faust stream processor (streamer/); see docs/processor.md."""
+
+    app_id: str = "cardiostream-processor"     # Faust app id = consumer group id
+    warmup_s: float = Field(10.0, ge=0, le=10.0)    # signal re-read per device on assignment
+    warmup_max_messages: int = Field(100_000, ge=0)  # per partition, bounds the re-read
+    reorder_max_held: int = Field(8, ge=0)           # chunks held behind a sequence hole
+    reorder_max_wait_s: float = Field(2.0, ge=0)     # device time a hole may stay open
+    time_tolerance_s: float = Field(0.02, gt=0)      # t0 jump above this is a gap
+    idle_flush_s: float = Field(5.0, gt=0)           # wall time before held chunks are flushed
+    session_timeout_s: float = Field(10.0, gt=0)     # a killed worker's partitions move after this
+    commit_interval_s: float = Field(1.0, gt=0)
+    web_port: int | None = None                      # Faust web UI; None = disabled
+
+
 class MetricsSettings(_Group):
     simulator_port: int = 9101
     processor_port: int = 9102
@@ -141,6 +156,7 @@ class Settings(BaseSettings):
     infra: InfraSettings = InfraSettings()
     inference: InferenceSettings = InferenceSettings()
     alarms: AlarmSettings = AlarmSettings()
+    processor: ProcessorSettings = ProcessorSettings()
     metrics: MetricsSettings = MetricsSettings()
     grafana: GrafanaSettings = GrafanaSettings()
 
