@@ -34,7 +34,6 @@ def _design(fs_hz: float, highpass_hz: float, lowpass_hz: float,
             parts.append(sps.tf2sos(b, a))
     parts.append(sps.butter(LOWPASS_ORDER, lowpass_hz, "lowpass", fs=fs_hz, output="sos"))
     sos = np.vstack(parts)
-    sos.setflags(write=False)
     return sos
 
 
