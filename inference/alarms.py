@@ -1,0 +1,274 @@
+"""Per-patient alarm state machines: (state, classified window) -> (state, alarm transitions).
+
+Pure: no clock, no I/O; time is the device time carried by the windows, so the
+offline evaluation (bench/alarm_eval.py) and the worker run the very same code.
+Every condition raises one alarm when it starts and one clear when it ends;
+thresholds come from ``AlarmSettings`` and are explained in docs/alarms.md.
+
+Sources of evidence:
+* beat windows + their class: VT / PVC runs, couplets, bigeminy, trigeminy,
+  pauses, SVT runs, high PVC rate, extreme brady/tachycardia (median RR);
+* rhythm windows + their class: VF/flutter, AF/flutter, SVT and VT (model),
+  asystole (no QRS >= asystole_s on a good lead) and the technical alarms.
+A beat not of "good" quality is ``?`` and breaks every pattern; a rhythm window
+with a lead that is not "good" does not feed the model-based conditions (the
+technical alarm for that lead says why) -- that is the suppression.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from cardiostream.schemas import Alarm, BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
+from cardiostream.settings import AlarmSettings
+from inference import patterns as pat
+from inference.evidence import StripBuffer
+
+_US = 1_000_000
+SEVERITY: dict[str, str] = {
+    **dict.fromkeys(("asystole", "vfib", "vt", "vt_sustained", "extreme_brady",
+                     "extreme_tachy"), "red"),
+    **dict.fromkeys(("afib", "svt", "pvc_couplet", "pvc_run", "bigeminy", "trigeminy",
+                     "pause", "pvc_rate"), "yellow"),
+    **dict.fromkeys(("leads_off", "noisy"), "technical"),
+}
+ALARM_TYPES: tuple[str, ...] = tuple(SEVERITY)
+MESSAGES: dict[str, str] = {
+    "asystole": "Asystole: no QRS", "vfib": "Ventricular fibrillation/flutter",
+    "vt": "Ventricular tachycardia", "vt_sustained": "Sustained ventricular tachycardia",
+    "extreme_brady": "Extreme bradycardia", "extreme_tachy": "Extreme tachycardia",
+    "afib": "Atrial fibrillation/flutter", "svt": "Supraventricular tachycardia",
+    "pvc_couplet": "PVC couplet", "pvc_run": "PVC run", "bigeminy": "Ventricular bigeminy",
+    "trigeminy": "Ventricular trigeminy", "pause": "Pause", "pvc_rate": "High PVC rate",
+    "leads_off": "Lead off", "noisy": "Signal too noisy",
+}
+VF_CODES = frozenset({"VFL", "VFIB"})
+AF_CODES = frozenset({"AFIB", "AFL"})
+MAX_BEATS = 160                     # > one minute at 150 bpm, for the PVC rate
+
+
+@dataclass(slots=True)
+class Condition:
+    """One alarm condition's hysteresis state (times: device µs)."""
+
+    active: bool = False
+    onset_us: int = 0
+    last_true_us: int = 0
+    streak: int = 0                 # consecutive windows for (+) or against (-) it
+    streak_onset_us: int = 0
+
+
+@dataclass(slots=True)
+class PatientState:
+    device_id: str
+    unit: str
+    beats: deque = field(default_factory=lambda: deque(maxlen=MAX_BEATS))  # (t_us, label)
+    conds: dict[str, Condition] = field(default_factory=dict)
+    last_beat_us: int | None = None       # newest beat seen, from beat or rhythm windows
+    last_beat_window_us: int = -1         # dedup of redelivered beat windows
+    last_rhythm_end_us: int = -1          # dedup of redelivered rhythm windows
+    strip: StripBuffer = field(default_factory=StripBuffer)
+    hr_bpm: float | None = None
+    rhythm: str = "?"
+    quality: tuple[str, ...] = ()
+    sqi: tuple[float, ...] = ()
+
+    def cond(self, key: str) -> Condition:
+        return self.conds.setdefault(key, Condition())
+
+    def active(self) -> dict[str, int]:
+        """Active alarm keys (``type`` or ``type:lead``) -> onset device time (µs)."""
+        return {k: c.onset_us for k, c in self.conds.items()
+                if c.active and k.split(":")[0] in SEVERITY}
+
+
+@dataclass(slots=True)
+class _Event:
+    """What one window lets the engine emit: its time and the evidence to attach."""
+
+    state: PatientState
+    cfg: AlarmSettings
+    now_us: int
+    last_sample_us: int
+    out: list[Alarm] = field(default_factory=list)
+
+    def transition(self, key: str, c: Condition, raised: bool, beats=()) -> None:
+        kind = key.split(":")[0]
+        st, cfg = self.state, self.cfg
+        state = "raised" if raised else "cleared"
+        strip_start, strip = (st.strip.strip(c.onset_us, cfg.strip_s, cfg.strip_fs_hz)
+                              if raised else (0, ()))
+        lead = f" (lead {key.split(':')[1]})" if ":" in key else ""
+        self.out.append(Alarm(
+            alarm_id=alarm_id(st.device_id, key, c.onset_us, state), device_id=st.device_id,
+            unit=st.unit, type=kind, severity=SEVERITY[kind], state=state,
+            onset_time_us=c.onset_us, time_us=self.now_us, last_sample_time_us=self.last_sample_us,
+            message=MESSAGES[kind] + lead + ("" if raised else " ended"),
+            strip_fs_hz=cfg.strip_fs_hz if raised else 0.0,
+            strip_mv=tuple(round(float(x), 3) for x in strip), strip_start_us=strip_start,
+            beats=tuple((int(t), lab) for t, lab in beats)))
+
+    def hold(self, key: str, true: bool, onset_us: int, hold_s: float, beats=()) -> None:
+        """Time hysteresis: raise when true, clear once false for ``hold_s`` seconds."""
+        c = self.state.cond(key)
+        if true:
+            c.last_true_us = self.now_us
+            if not c.active:
+                c.active, c.onset_us = True, onset_us
+                self.transition(key, c, True, beats)
+        elif c.active and self.now_us - c.last_true_us >= hold_s * _US:
+            c.active = False
+            self.transition(key, c, False)
+
+    def streak(self, key: str, true: bool, onset_us: int, on: int, off: int, beats=()) -> bool:
+        """Window hysteresis: raise after ``on`` windows for it, clear after ``off`` against."""
+        c = self.state.cond(key)
+        if true:
+            if c.streak <= 0:
+                c.streak, c.streak_onset_us = 0, onset_us
+            c.streak += 1
+            if c.streak >= on and not c.active and key.split(":")[0] in SEVERITY:
+                c.active, c.onset_us = True, c.streak_onset_us
+                self.transition(key, c, True, beats)
+        else:
+            c.streak = min(c.streak, 0) - 1
+            if c.active and -c.streak >= off:
+                c.active = False
+                self.transition(key, c, False)
+        return c.streak >= on
+
+
+def new_state(device_id: str, unit: str) -> PatientState:
+    return PatientState(device_id, unit)
+
+
+def seed_active(state: PatientState, active: dict[str, int], now_us: int) -> None:
+    """Resume alarms already raised in Redis by an earlier worker (restart, rebalance).
+
+    They get a full hold period from ``now_us``: if the condition is gone they
+    clear with their original onset (same alarm id); if not, they stay up.
+    """
+    for key, onset in active.items():
+        c = state.cond(key)
+        c.active, c.onset_us, c.last_true_us, c.streak = True, int(onset), now_us, 0
+
+
+def tick(ev: _Event) -> None:
+    """Clear beat-derived conditions that went quiet even if no beat arrives."""
+    for key, hold_s in _BEAT_HOLDS.items():
+        c = ev.state.cond(key)
+        if c.active and c.last_true_us != ev.now_us:
+            ev.hold(key, False, 0, hold_s(ev.cfg))
+
+
+_BEAT_HOLDS = {
+    "vt": lambda c: c.clear_after_s, "vt_sustained": lambda c: c.clear_after_s,
+    "svt": lambda c: c.clear_after_s,
+    "pvc_run": lambda c: c.event_hold_s, "pvc_couplet": lambda c: c.event_hold_s,
+    "pause": lambda c: c.event_hold_s, "bigeminy": lambda c: c.clear_after_s,
+    "trigeminy": lambda c: c.clear_after_s, "pvc_rate": lambda c: c.clear_after_s,
+    "extreme_brady": lambda c: c.clear_after_s, "extreme_tachy": lambda c: c.clear_after_s,
+}
+
+
+def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
+            cfg: AlarmSettings, pre: int, fs_hz: float) -> list[Alarm]:
+    """Feed one classified beat; ``pre``/``fs_hz`` locate the R peak in ``win.samples``."""
+    if win.r_time_us <= state.last_beat_window_us:
+        return []                                   # redelivered: already counted
+    state.last_beat_window_us = win.r_time_us
+    label = res.label if win.quality == "good" else "?"
+    rr_prev_s = win.rr_prev_s if label != "?" and math.isfinite(win.rr_prev_s) else 0.0
+    state.beats.append((win.r_time_us, label))
+    state.last_beat_us = max(state.last_beat_us or 0, win.r_time_us)
+    state.strip.add_beat(win.r_time_us, fs_hz, pre, win.samples[0])
+    ev = _Event(state, cfg, win.r_time_us, win.last_sample_time_us)
+    _beat_conditions(ev, list(state.beats), rr_prev_s)
+    hr = pat.heart_rate_bpm(list(state.beats), cfg.hr_beats)
+    if hr is not None:
+        state.hr_bpm = hr
+    tick(ev)
+    return ev.out
+
+
+def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
+    cfg, now = ev.cfg, ev.now_us
+    run = pat.trailing_run(beats, "V")
+    fast = len(run) >= cfg.vt_min_beats and pat.rate_bpm(run) >= cfg.vt_min_rate_bpm
+    if fast:
+        ev.hold("vt", True, run[0][0], cfg.clear_after_s, run)
+    ev.hold("pvc_run", len(run) >= cfg.vt_min_beats and not fast, run[0][0] if run else now,
+            cfg.event_hold_s, run)
+    vt = ev.state.cond("vt")
+    ev.hold("vt_sustained", fast and vt.active and now - vt.onset_us >= cfg.vt_sustained_s * _US,
+            vt.onset_us, cfg.clear_after_s, run)
+    pair = pat.couplet(beats)
+    ev.hold("pvc_couplet", pair is not None, pair[0][0] if pair else now, cfg.event_hold_s,
+            pair or ())
+    for key, unit, cycles in (("bigeminy", "nV", cfg.bigeminy_cycles),
+                              ("trigeminy", "nnV", cfg.trigeminy_cycles)):
+        seq = pat.repeating(beats, unit, cycles)
+        ev.hold(key, seq is not None, seq[0][0] if seq else now, cfg.clear_after_s, seq or ())
+    sruns = pat.trailing_run(beats, "S")
+    svt = len(sruns) >= cfg.svt_min_beats and pat.rate_bpm(sruns) >= cfg.svt_min_rate_bpm
+    if svt:
+        ev.hold("svt", True, sruns[0][0], cfg.clear_after_s, sruns)
+    if rr_prev_s >= cfg.pause_s and len(beats) >= 2 and beats[-2][1] != "?":
+        ev.hold("pause", True, beats[-2][0], cfg.event_hold_s, beats[-2:])
+    recent = pat.count_since(beats, "V", now - 60 * _US)
+    span_ok = beats[0][0] <= now - 60 * _US
+    ev.hold("pvc_rate", span_ok and recent >= cfg.pvc_rate_per_min, now, cfg.clear_after_s)
+    hr = pat.heart_rate_bpm(beats, cfg.hr_beats)
+    tail = beats[-(cfg.hr_beats + 1):]
+    ev.hold("extreme_brady", hr is not None and hr < cfg.extreme_brady_bpm, tail[0][0],
+            cfg.clear_after_s, tail)
+    ev.hold("extreme_tachy", hr is not None and hr > cfg.extreme_tachy_bpm, tail[0][0],
+            cfg.clear_after_s, tail)
+
+
+def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
+              cfg: AlarmSettings) -> list[Alarm]:
+    """Feed one classified rhythm window (technical alarms, asystole, model rhythms)."""
+    if win.end_time_us <= state.last_rhythm_end_us:
+        return []
+    state.last_rhythm_end_us = win.end_time_us
+    state.strip.add_rhythm(win.start_time_us, win.fs_hz, win.samples[0])
+    state.quality, state.sqi, state.rhythm = win.quality, win.sqi, res.rhythm
+    if win.beat_times_us:
+        state.last_beat_us = max(state.last_beat_us or 0, max(win.beat_times_us))
+    ev = _Event(state, cfg, win.end_time_us, win.last_sample_time_us)
+    on, off = cfg.technical_on_windows, cfg.technical_off_windows
+    for i, q in enumerate(win.quality):
+        ev.streak(f"leads_off:{i}", q == "flat", win.start_time_us, on, off)
+        ev.streak(f"noisy:{i}", q in ("noisy", "saturated"), win.start_time_us, on, off)
+    if "good" in win.quality:
+        last = state.last_beat_us if state.last_beat_us is not None else win.start_time_us
+        gap = win.end_time_us - last >= cfg.asystole_s * _US
+        ev.hold("asystole", gap, last, 0.0, [b for b in state.beats if b[0] == last])
+    if all(q == "good" for q in win.quality):
+        _model_conditions(ev, win, res)
+    tick(ev)
+    return ev.out
+
+
+def _model_conditions(ev: _Event, win: RhythmWindow, res: RhythmResult) -> None:
+    cfg = ev.cfg
+    onset = (win.start_time_us + win.end_time_us) // 2
+    beats = [b for b in ev.state.beats if win.start_time_us <= b[0] <= win.end_time_us]
+    on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
+    ev.streak("vfib", res.rhythm in VF_CODES, onset, on, off, beats)
+    ev.streak("afib", res.rhythm in AF_CODES, onset, on, off, beats)
+    for key, code, hold_s in (("vt", "VT", cfg.clear_after_s), ("svt", "SVTA", cfg.clear_after_s)):
+        if key == "vt" and not cfg.vt_from_rhythm_model:
+            continue
+        if ev.streak(f"model_{key}", res.rhythm == code, onset, on, off):
+            ev.hold(key, True, ev.state.cond(f"model_{key}").streak_onset_us, hold_s, beats)
+
+
+def live_state(state: PatientState) -> dict[str, object]:
+    """What the ward screen shows for a patient (Redis hash fields)."""
+    return {"hr_bpm": round(state.hr_bpm, 1) if state.hr_bpm else None, "rhythm": state.rhythm,
+            "quality": list(state.quality), "sqi": [round(s, 3) for s in state.sqi],
+            "active": sorted(state.active()), "last_beat_us": state.last_beat_us}

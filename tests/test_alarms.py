@@ -1,0 +1,182 @@
+"""Alarm state machines as timeline tables: beats and rhythm windows in, transitions out.
+
+Every expected row is worked out by hand from the thresholds in AlarmSettings
+(documented in docs/alarms.md), not read back from the engine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiostream.schemas import BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
+from cardiostream.settings import AlarmSettings
+from inference import alarms as al
+
+US = 1_000_000
+FS, PRE, SPAN, POST_S = 360.0, 90, 252, 0.45
+RFS, WIN_S = 120.0, 10.0
+CFG = AlarmSettings()
+
+
+def us(t_s: float) -> int:
+    return round(t_s * US)
+
+
+def beat(t_s: float, label: str, rr_prev_s: float = 0.8, quality: str = "good"):
+    samples = np.zeros((2, SPAN), np.float32)
+    samples[0, PRE] = 1.0                                  # an R peak at the centre
+    win = BeatWindow("bed-1", "ward-1", "spec-x", 0, 0, us(t_s), us(t_s + POST_S), rr_prev_s,
+                     0.8, 0.8, 0.8, quality, samples)
+    res = BeatResult("bed-1", "ward-1", 0, 0, us(t_s), us(t_s + POST_S), label,
+                     (1.0, 0, 0, 0, 0), rr_prev_s, quality, "test")
+    return t_s + POST_S, ("beat", win, res)
+
+
+def rhythm(end_s: float, beat_times_s, code: str = "N", quality=("good", "good")):
+    start = end_s - WIN_S
+    bt = tuple(us(t) for t in beat_times_s if start <= t < end_s)
+    samples = np.full((2, int(WIN_S * RFS)), 0.1, np.float32)
+    win = RhythmWindow("bed-1", "ward-1", "spec-x", 0, 0, us(start), us(end_s), us(end_s), RFS,
+                       bt, tuple(quality), (0.9,) * len(quality), samples)
+    res = RhythmResult("bed-1", "ward-1", 0, 0, us(start), us(end_s), us(end_s), code, (1.0,),
+                       75.0, tuple(quality), "test")
+    return end_s, ("rhythm", win, res)
+
+
+def run(events, state=None, cfg=CFG):
+    """Feed events in arrival order; return (type, state, onset_s, at_s) rows and the alarms."""
+    state = state or al.new_state("bed-1", "ward-1")
+    out = []
+    for _, (kind, win, res) in sorted(events, key=lambda e: e[0]):
+        if kind == "beat":
+            out += al.on_beat(state, win, res, cfg, PRE, FS)
+        else:
+            out += al.on_rhythm(state, win, res, cfg)
+    rows = [(a.type, a.state, round(a.onset_time_us / US, 2), round(a.time_us / US, 2))
+            for a in out]
+    return rows, out, state
+
+
+def beats_at(times, label="N", quality="good"):
+    """Beats at ``times`` (s); each RR_prev is the gap to the previous time in the list."""
+    rr = [0.8] + [round(b - a, 3) for a, b in zip(times[:-1], times[1:], strict=True)]
+    return [beat(t, label, r, quality) for t, r in zip(times, rr, strict=True)]
+
+
+def grid(start, stop, step):
+    return [round(x, 3) for x in np.arange(start, stop - 1e-9, step)]
+
+
+def vt_scenario():
+    normal1 = grid(0.0, 20.0, 0.8)                      # 0.0 .. 19.2
+    vt = grid(20.0, 23.0, 0.4)                          # 8 V beats at 150 bpm
+    normal2 = grid(23.6, 50.0, 0.8)
+    events = beats_at(normal1) + beats_at(vt, "V") + beats_at(normal2)
+    all_beats = normal1 + vt + normal2
+    events += [rhythm(e, all_beats) for e in grid(10.0, 50.0, 2.0)]
+    return events
+
+
+def test_vt_run_raises_once_and_clears_once_with_evidence() -> None:
+    rows, alarms, _ = run(vt_scenario())
+    # raised at the 3rd V beat (20.8 s), onset = first V beat; cleared at the first beat
+    # >= 10 s (clear_after_s) after the last V beat (22.8 s): 33.2 s
+    assert rows == [("vt", "raised", 20.0, 20.8), ("vt", "cleared", 20.0, 33.2)]
+    raised = alarms[0]
+    assert raised.severity == "red"
+    assert raised.alarm_id == alarm_id("bed-1", "vt", us(20.0), "raised")
+    assert [t for t, _ in raised.beats] == [us(20.0), us(20.4), us(20.8)]
+    assert {lab for _, lab in raised.beats} == {"V"}
+    # strip: 10 s at 60 Hz, ending at the newest sample (last beat window end 21.25 s)
+    assert len(raised.strip_mv) == 600 and raised.strip_fs_hz == 60.0
+    assert raised.strip_start_us == pytest.approx(us(11.25), abs=20_000)
+    assert max(raised.strip_mv) > 0.5                   # R peaks of the beat windows
+
+
+def test_redelivered_windows_change_nothing() -> None:
+    events = vt_scenario()
+    once, _, _ = run(events)
+    twice, _, _ = run(events + [(t + 1e-6, e) for t, e in events])
+    assert twice == once
+
+
+def test_noisy_beats_make_no_vt_and_raise_technical() -> None:
+    events = beats_at(grid(0, 20, 0.8)) + beats_at(grid(20, 23, 0.4), "V", quality="noisy")
+    events += [rhythm(e, [], quality=("noisy", "noisy")) for e in (22.0, 24.0)]
+    rows, _, _ = run(events)
+    assert rows == [("noisy", "raised", 12.0, 22.0), ("noisy", "raised", 12.0, 22.0)]
+
+
+def test_bigeminy() -> None:
+    lead_in = grid(0.0, 8.0, 0.8)                       # 10 N beats, last at 7.2
+    big, t = [], 8.0
+    for _ in range(6):                                  # N, V 0.5 s later, next N 1.0 s later
+        big += [(t, "N"), (t + 0.5, "V")]
+        t += 1.5
+    tail = grid(t, t + 20.0, 0.8)                       # t = 17.0
+    events = beats_at(lead_in) + [beat(x, lab) for x, lab in big] + beats_at(tail)
+    rows, alarms, _ = run(events)
+    # 4th V at 8 + 3*1.5 + 0.5 = 13.0 s; the pattern began with the N at 8.0 s.
+    # last V at 16.0 s; the pattern (still ending one beat back) holds at the N at 17.0,
+    # so it clears at the first beat >= 27.0 s: 17.0 + 0.8 * 13 = 27.4 s
+    assert rows == [("bigeminy", "raised", 8.0, 13.0), ("bigeminy", "cleared", 8.0, 27.4)]
+    assert [lab for _, lab in alarms[0].beats] == ["N", "V"] * 4
+
+
+def test_asystole_and_pause() -> None:
+    times = grid(0.0, 10.0, 0.8) + grid(20.0, 30.0, 0.8)   # no QRS 9.6 .. 20.0 s
+    events = beats_at(times) + [rhythm(e, times) for e in grid(10.0, 30.0, 2.0)]
+    rows, alarms, _ = run(events)
+    assert rows == [
+        ("asystole", "raised", 9.6, 14.0),   # first window ending >= 4 s after 9.6 s
+        ("pause", "raised", 9.6, 20.0),      # the beat that ends the 10.4 s RR
+        ("asystole", "cleared", 9.6, 22.0),  # window ending 22 s holds the beat at 20.8 s
+    ]
+    assert alarms[0].severity == "red" and len(alarms[0].strip_mv) > 0
+
+
+def test_lead_off_suppresses_rhythm_alarms_while_it_lasts() -> None:
+    times = grid(0.0, 40.0, 0.8)
+    events = beats_at(times)
+    events += [rhythm(e, times, "AFIB", ("good", "flat")) for e in grid(10.0, 20.0, 2.0)]
+    events += [rhythm(e, times, "AFIB") for e in grid(20.0, 30.0, 2.0)]
+    rows, _, _ = run(events)
+    # lead 1 flat in windows ending 10..18 s; two good windows (20, 22) clear it; the AF
+    # streak only starts once every lead is good: raised at 22 s (onset = centre of 20 s win)
+    assert rows == [("leads_off", "raised", 0.0, 10.0), ("leads_off", "cleared", 0.0, 22.0),
+                    ("afib", "raised", 15.0, 22.0)]
+
+
+def test_all_leads_flat_is_leads_off_not_asystole() -> None:
+    events = beats_at(grid(0.0, 10.0, 0.8))
+    events += [rhythm(e, [], quality=("flat", "flat")) for e in grid(12.0, 24.0, 2.0)]
+    rows, _, _ = run(events)
+    assert rows == [("leads_off", "raised", 2.0, 12.0), ("leads_off", "raised", 2.0, 12.0)]
+
+
+def test_slow_run_is_pvc_run_and_couplet_is_yellow() -> None:
+    times = grid(0.0, 10.0, 0.8)
+    events = beats_at(times) + [beat(10.0, "V"), beat(10.8, "V"), beat(11.8, "N")]
+    events += [beat(12.6, "V"), beat(13.4, "V"), beat(14.2, "V"), beat(15.2, "N")]
+    rows, alarms, _ = run(events)
+    # couplet closed by the N at 11.8 s; 3 V beats at 75 bpm (< 100) at 14.2 s: a PVC run
+    assert rows == [("pvc_couplet", "raised", 10.0, 11.8), ("pvc_run", "raised", 12.6, 14.2)]
+    assert {a.severity for a in alarms} == {"yellow"}
+
+
+def test_seeded_alarm_from_redis_clears_with_its_original_id() -> None:
+    state = al.new_state("bed-1", "ward-1")
+    al.seed_active(state, {"vt": us(5.0)}, us(100.0))
+    rows, alarms, _ = run(beats_at(grid(100.0, 120.0, 0.8)), state)
+    assert rows == [("vt", "cleared", 5.0, 110.4)]
+    assert alarms[0].alarm_id == alarm_id("bed-1", "vt", us(5.0), "cleared")
+
+
+def test_live_state_reports_rate_rhythm_and_active_alarms() -> None:
+    times = grid(0.0, 12.0, 0.75)
+    _, _, state = run(beats_at(times) + [rhythm(12.0, times, "N")])
+    live = al.live_state(state)
+    assert live["hr_bpm"] == pytest.approx(80.0)
+    assert live["rhythm"] == "N" and live["active"] == [] and live["quality"] == ["good", "good"]
+    assert live["last_beat_us"] == us(times[-1])
