@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from inference.batcher import Batcher
 
+Timeline = list[tuple[float, list[int]]]
 
-def run(batcher: Batcher[int], timeline: list[tuple[float, list[int]]]) -> list[tuple[float, list[int]]]:
+
+def run(batcher: Batcher[int], timeline: Timeline) -> Timeline:
     out = []
     for now, items in timeline:
         for batch in batcher.extend(items, now):
