@@ -1,0 +1,151 @@
+"""The Faust agent: decode -> sequence -> DSP step -> send. Thin on purpose.
+
+The per-record work is ``streamer.pipeline.Pipeline.handle``; this module only
+wires it to Faust: the agent over the samples topic, the warm-up on the first
+record of a partition this worker did not own (``streamer.warmup``), the
+producer sends (acks=all, failures crash the worker so the offset is not
+committed past lost windows), and a 1 s timer that flushes idle devices,
+exports consumer lag and advances the heartbeat only while the stream moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+
+from cardiostream import metrics
+from cardiostream.settings import Settings
+from cardiostream.signal import DEFAULT_SPEC
+from streamer.deadletter import KNOWN_REASONS, DeadLetters
+from streamer.pipeline import COMPONENT, Output, Pipeline
+from streamer.sequencing import SequencerConfig
+from streamer.warmup import warm_up
+
+log = logging.getLogger(__name__)
+STALL_S = 10.0          # lag > 0 and no record for this long: the consumer stalled
+STATS_LOG_S = 30.0
+
+
+class Processor:
+    """State of one worker: its pipeline, warm partitions and liveness bookkeeping."""
+
+    def __init__(self, app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
+        self.app = app
+        self.settings = settings
+        self.pipeline = pipeline
+        self.windows_topic = settings.topics.windows
+        self.dead_topic = settings.topics.dead_letter
+        self.warm: set[int] = set()              # partitions whose devices are warmed up
+        self.positions: dict[int, int] = {}      # partition -> next offset to process
+        self.records = 0
+        self.warmups: list[Any] = []
+        self.send_errors = 0
+        self._last_records = 0
+        self._last_progress = time.monotonic()
+        self._last_stats_log = time.monotonic()
+
+    async def on_record(self, msg: Any) -> None:
+        """One samples-topic record (a Faust ``Message``)."""
+        if msg.partition not in self.warm:
+            await self._warm(msg)
+        out = self.pipeline.handle(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
+                                   time.time_ns() // 1000)
+        await self._send(out)
+        self.positions[msg.partition] = msg.offset + 1
+        self.records += 1
+
+    async def _warm(self, msg: Any) -> None:
+        self.pipeline.drop_partitions({msg.partition})
+        if self.settings.processor.warmup_s > 0 and msg.offset > 0:
+            report = await warm_up(self.settings, self.pipeline, msg.topic, msg.partition,
+                                   msg.offset, int(msg.timestamp * 1000))
+            self.warmups.append(report)
+        self.warm.add(msg.partition)
+
+    async def _send(self, out: Output) -> None:
+        producer = self.app.producer
+        for key, value in out.windows:
+            fut = await producer.send(self.windows_topic, key, value, None, None, None)
+            fut.add_done_callback(self._check_delivery)
+        for key, value in out.dead:
+            fut = await producer.send(self.dead_topic, key, value, None, None, None)
+            fut.add_done_callback(self._check_delivery)
+
+    def _check_delivery(self, fut: asyncio.Future) -> None:
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is None:
+            return
+        self.send_errors += 1
+        log.error("window/dead-letter delivery failed, stopping the worker so the offset is "
+                  "not committed past it: %r", exc)
+        asyncio.ensure_future(self.app.crash(exc))
+
+    def on_assigned(self, assigned: set[Any]) -> None:
+        """Forget devices of partitions moved away; kept partitions stay warm."""
+        mine = {tp.partition for tp in assigned if tp.topic == self.settings.topics.samples}
+        gone = self.warm - mine
+        if gone:
+            dropped = self.pipeline.drop_partitions(gone)
+            log.info("partitions %s moved away: forgot %d devices", sorted(gone), dropped)
+        self.warm &= mine
+
+    async def tick(self) -> None:
+        """Every second: flush idle devices, export lag, heartbeat while the stream moves."""
+        await self._send(self.pipeline.flush_idle(self.settings.processor.idle_flush_s))
+        lag = self._lag()
+        now = time.monotonic()
+        if self.records != self._last_records or lag == 0:
+            self._last_records, self._last_progress = self.records, now
+            metrics.heartbeat(COMPONENT)
+        elif now - self._last_progress > STALL_S:
+            log.warning("processor stalled: lag %d records, no progress for %.0f s",
+                        lag, now - self._last_progress)
+        metrics.DEVICES_ACTIVE.labels(COMPONENT).set(len(self.pipeline.devices))
+        if now - self._last_stats_log > STATS_LOG_S:
+            self._last_stats_log = now
+            log.info("processor: %d records, %d devices, lag %d, stats %s", self.records,
+                     len(self.pipeline.devices), lag, dict(self.pipeline.stats))
+
+    def _lag(self) -> int:
+        consumer = self.app.consumer
+        total = 0
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topics.samples:
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                continue
+            lag = max(0, high - self.positions.get(tp.partition, high))
+            metrics.CONSUMER_LAG.labels(COMPONENT, str(tp.partition)).set(lag)
+            total += lag
+        return total
+
+
+def register(app: faust.App, settings: Settings, pipeline: Pipeline | None = None) -> Processor:
+    """Attach the agent, the timer and the rebalance hook to ``app``."""
+    cfg = settings.processor
+    seq_cfg = SequencerConfig(max_held=cfg.reorder_max_held, max_wait_s=cfg.reorder_max_wait_s,
+                              time_tolerance_s=cfg.time_tolerance_s)
+    pipeline = pipeline or Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter))
+    proc = Processor(app, settings, pipeline)
+    metrics.init_component(COMPONENT, dead_letter_reasons=KNOWN_REASONS)
+    samples = app.topic(settings.topics.samples, key_type=bytes, value_type=bytes)
+
+    @app.agent(samples, name="process-samples")
+    async def process_samples(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            await proc.on_record(event.message)
+
+    @app.timer(interval=1.0)
+    async def processor_tick() -> None:
+        await proc.tick()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+        proc.on_assigned(assigned)
+
+    return proc

@@ -1,0 +1,160 @@
+"""Per-partition device registry: decode -> sequence -> DSP step -> encoded windows.
+
+Everything the Faust agent does per record, minus Faust, so it runs the same
+in the agent, in the restart warm-up (``emit=False``), in unit tests and in the
+benchmark. One ``Pipeline`` per worker process holds ``device_id -> Device``
+for every device on the partitions assigned to it (Kafka key = device id, so a
+device is always on exactly one worker).
+
+Segments: a ``segment`` is the device time (µs) of the first sample fed to a
+fresh DSP state. It increases at every reset (gap, config change, device
+restart, worker restart) and never repeats for a device, even across worker
+restarts, so ``(device_id, segment, beat_index)`` stays unique downstream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cardiostream import metrics
+from cardiostream.schemas import SampleChunk, SchemaError, Window, encode_window
+from cardiostream.signal import SignalSpec
+from streamer import sequencing
+from streamer.deadletter import DeadLetters, decode_record
+
+COMPONENT = "processor"
+GAP_REASONS = (sequencing.SEQ_GAP, sequencing.TIME_GAP, sequencing.FLUSH)
+RESTART_REASONS = (sequencing.CONFIG_CHANGE, sequencing.SEQ_RESTART)
+
+Record = tuple[bytes | None, bytes]          # (key, value) ready to produce
+DspStep = Callable[[Any, Any, int], tuple[Any, list[Window], list[Window]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Dsp:
+    """The DSP entry points (``cardiostream.processing`` by default; stubs in tests)."""
+
+    new_state: Callable[..., Any]    # (spec, device_id, unit, fs_in_hz, leads, t0_us) -> state
+    step: DspStep                    # (state, samples_mv (L, n), t0_us) -> (state, beats, rhythms)
+
+    @classmethod
+    def default(cls) -> Dsp:
+        from cardiostream import processing
+
+        return cls(processing.new_device_state, processing.process_chunk)
+
+
+@dataclass(slots=True)
+class Device:
+    seq: sequencing.SeqState | None = None
+    dsp: Any = None
+    segment: int = 0
+    partition: int = -1
+    last_wall_s: float = 0.0
+
+
+@dataclass(slots=True)
+class Output:
+    windows: list[Record] = field(default_factory=list)
+    dead: list[Record] = field(default_factory=list)
+
+
+class Pipeline:
+    """All devices of one worker. Not thread-safe: one agent coroutine drives it."""
+
+    def __init__(self, spec: SignalSpec, seq_cfg: sequencing.SequencerConfig,
+                 dead: DeadLetters, dsp: Dsp | None = None) -> None:
+        self.spec = spec
+        self.seq_cfg = seq_cfg
+        self.dead = dead
+        self.dsp = dsp or Dsp.default()
+        self.devices: dict[str, Device] = {}
+        self.stats: Counter[str] = Counter()
+        self._m_chunks = metrics.CHUNKS.labels(COMPONENT)
+        self._m_samples = metrics.SAMPLES.labels(COMPONENT)
+        self._m_windows = {k: metrics.WINDOWS.labels(k) for k in ("beat", "rhythm")}
+
+    # ------------------------------------------------------------------ records
+    def handle(self, key: bytes | None, value: bytes | None, topic: str, partition: int,
+               offset: int, now_us: int | None = None, emit: bool = True) -> Output:
+        """One samples-topic record. ``emit=False`` (warm-up) only advances device state."""
+        out = Output()
+        try:
+            chunk = decode_record(key, value, now_us)
+        except SchemaError as err:
+            if emit:
+                out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
+            return out
+        dev = self.devices.get(chunk.device_id)
+        if dev is None:
+            dev = self.devices[chunk.device_id] = Device(partition=partition)
+        dev.last_wall_s = time.monotonic()
+        dev.seq, seq_out = sequencing.step(dev.seq, chunk, self.seq_cfg)
+        self._feed(dev, seq_out, out, emit)
+        return out
+
+    def flush_idle(self, idle_s: float) -> Output:
+        """Release chunks held behind a hole of devices silent for ``idle_s`` wall seconds."""
+        out = Output()
+        now = time.monotonic()
+        for dev in self.devices.values():
+            if dev.seq is not None and dev.seq.held and now - dev.last_wall_s >= idle_s:
+                dev.seq, seq_out = sequencing.flush(dev.seq, self.seq_cfg)
+                self._feed(dev, seq_out, out, emit=True)
+        return out
+
+    def drop_partitions(self, partitions: set[int]) -> int:
+        """Forget devices of partitions this worker no longer owns (or must warm up again)."""
+        gone = [d for d, dev in self.devices.items() if dev.partition in partitions]
+        for device_id in gone:
+            del self.devices[device_id]
+        return len(gone)
+
+    # ------------------------------------------------------------------ internals
+    def _feed(self, dev: Device, seq_out: sequencing.SeqOutput, out: Output, emit: bool) -> None:
+        if emit:
+            self._count(seq_out)
+        for chunk, reason in seq_out.released:
+            if reason is not None or dev.dsp is None:
+                self._reset(dev, chunk)
+            dev.dsp, beats, rhythms = self.dsp.step(dev.dsp, chunk.millivolts(), chunk.t0_us)
+            if emit:
+                self.stats["chunks"] += 1
+                self._m_chunks.inc()
+                self._m_samples.inc(chunk.n_samples)
+                self._emit(dev, beats, "beat", out)
+                self._emit(dev, rhythms, "rhythm", out)
+
+    def _reset(self, dev: Device, chunk: SampleChunk) -> None:
+        dev.segment = chunk.t0_us
+        dev.dsp = self.dsp.new_state(self.spec, chunk.device_id, chunk.unit, chunk.fs_hz,
+                                     chunk.leads, chunk.t0_us)
+
+    def _emit(self, dev: Device, windows: list[Window], kind: str, out: Output) -> None:
+        if not windows:
+            return
+        for win in windows:
+            if win.segment != dev.segment:
+                win = replace(win, segment=dev.segment)
+            out.windows.append((win.device_id.encode(), encode_window(win)))
+        self.stats[f"windows_{kind}"] += len(windows)
+        self._m_windows[kind].inc(len(windows))
+
+    def _count(self, seq_out: sequencing.SeqOutput) -> None:
+        for _, reason in seq_out.dropped:
+            self.stats[reason] += 1
+            if reason == sequencing.DUPLICATE:
+                metrics.DUPLICATES.inc()
+        for reason in seq_out.resets:
+            self.stats[f"reset_{reason}"] += 1
+            if reason in GAP_REASONS:
+                self.stats["gaps"] += 1
+                metrics.GAPS.inc()
+        if seq_out.reordered:
+            self.stats["reordered"] += seq_out.reordered
+            metrics.REORDERED.inc(seq_out.reordered)
+        self.stats["missing_chunks"] += seq_out.missing

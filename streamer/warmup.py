@@ -1,0 +1,130 @@
+"""Restart and rebalance: warm each device's DSP up from the last seconds of its partition.
+
+Mechanism (justified in docs/processor.md): no state tables. The first time a
+worker sees a record of a partition it did not own, it reads that partition
+back from ~``warmup_s`` before the record (``offsets_for_times`` on the record
+timestamps, capped at ``warmup_max_messages``) up to the record's offset with
+a plain, group-less aiokafka consumer, keeps per device only the chunks whose
+device time lies in the last ``warmup_s`` before the resume point, and feeds
+them through the pipeline with ``emit=False``. Faust then continues from the
+committed offset, which it only commits after the windows of every earlier
+record were flushed with acks=all. Result: at-least-once windows, warm DSP
+state, and a warm-up bounded by ``warmup_s`` of signal per device.
+
+Why not a Faust table with a changelog of the DSP state: a device's state holds
+~10 s of two-lead samples (rhythm buffer, QRS look-back), ~60 KB; writing it
+to a changelog at every 0.5 s chunk for 2,000 devices is ~240 MB/s, and
+checkpointing less often still needs the re-read of the signal since the
+checkpoint. Re-reading 10 s is what a checkpoint would save at best.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from cardiostream.schemas import SchemaError, decode_chunk
+from cardiostream.settings import Settings
+from streamer.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+_US = 1_000_000
+# Record timestamps are the producer's wall clock; allow for produce jitter and batching.
+TIMESTAMP_SLACK_S = 5.0
+READ_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupReport:
+    topic: str
+    partition: int
+    start_offset: int
+    end_offset: int        # exclusive: the first record Faust delivers
+    records_read: int
+    chunks_fed: int
+    devices: int
+    seconds: float
+
+
+def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
+    """aiokafka connection arguments equivalent to ``streamer.kafka_config.client_kwargs``."""
+    from aiokafka.helpers import create_ssl_context
+
+    from streamer.kafka_config import client_kwargs
+
+    kw = client_kwargs(settings.kafka)
+    cafile = kw.pop("ssl_cafile", None)
+    if kw["security_protocol"].endswith("SSL"):
+        kw["ssl_context"] = create_ssl_context(cafile=cafile)
+    return kw
+
+
+def _select(records: list[Any], warmup_s: float) -> list[Any]:
+    """Per device, the records within ``warmup_s`` of device time before its newest chunk."""
+    end_by_device: dict[str, int] = defaultdict(int)
+    decoded = []
+    for rec in records:
+        try:
+            chunk = decode_chunk(rec.value)
+        except SchemaError:
+            continue          # refused (and dead-lettered) when it was first processed
+        end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
+        decoded.append((rec, chunk))
+    horizon = round(warmup_s * _US)
+    return [rec for rec, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
+
+
+async def _read_range(settings: Settings, topic: str, partition: int, end_offset: int,
+                      timestamp_ms: int) -> tuple[int, list[Any]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    cfg = settings.processor
+    tp = TopicPartition(topic, partition)
+    consumer = AIOKafkaConsumer(**aiokafka_kwargs(settings), group_id=None,
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        consumer.assign([tp])
+        lookback_ms = round((cfg.warmup_s + TIMESTAMP_SLACK_S) * 1000)
+        found = (await consumer.offsets_for_times({tp: max(0, timestamp_ms - lookback_ms)}))[tp]
+        first = (await consumer.beginning_offsets([tp]))[tp]
+        start = max(first, end_offset - cfg.warmup_max_messages,
+                    found.offset if found is not None else end_offset)
+        records: list[Any] = []
+        if start >= end_offset:
+            return start, records
+        consumer.seek(tp, start)
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=1000, max_records=5000)
+            recs = batch.get(tp, [])
+            if not recs and await consumer.position(tp) >= end_offset:
+                return start, records
+            records += [r for r in recs if r.offset < end_offset]
+            if recs and recs[-1].offset >= end_offset - 1:
+                return start, records
+        log.warning("warm-up %s[%d]: stopped after %.0f s at %d records (wanted up to %d)",
+                    topic, partition, READ_TIMEOUT_S, len(records), end_offset)
+        return start, records
+    finally:
+        await consumer.stop()
+
+
+async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition: int,
+                  end_offset: int, timestamp_ms: int) -> WarmupReport:
+    """Re-read ``topic[partition]`` before ``end_offset`` into ``pipeline`` without emitting."""
+    t0 = time.perf_counter()
+    start, records = await _read_range(settings, topic, partition, end_offset, timestamp_ms)
+    chosen = _select(records, settings.processor.warmup_s)
+    for rec in chosen:
+        pipeline.handle(rec.key, rec.value, topic, partition, rec.offset, None, emit=False)
+    devices = {r.key for r in chosen}
+    report = WarmupReport(topic, partition, start, end_offset, len(records), len(chosen),
+                          len(devices), time.perf_counter() - t0)
+    log.info("warm-up %s[%d] offsets %d..%d: %d records, %d chunks fed, %d devices, %.2f s",
+             topic, partition, start, end_offset, len(records), len(chosen), len(devices),
+             report.seconds)
+    return report
