@@ -21,7 +21,7 @@ from cardiostream import metrics
 from cardiostream.settings import Settings
 from cardiostream.signal import DEFAULT_SPEC
 from streamer.deadletter import KNOWN_REASONS, DeadLetters
-from streamer.pipeline import COMPONENT, Output, Pipeline
+from streamer.pipeline import COMPONENT, Dsp, Output, Pipeline
 from streamer.sequencing import SequencerConfig
 from streamer.warmup import warm_up
 
@@ -125,12 +125,12 @@ class Processor:
         return total
 
 
-def register(app: faust.App, settings: Settings, pipeline: Pipeline | None = None) -> Processor:
+def register(app: faust.App, settings: Settings, dsp: Dsp | None = None) -> Processor:
     """Attach the agent, the timer and the rebalance hook to ``app``."""
     cfg = settings.processor
     seq_cfg = SequencerConfig(max_held=cfg.reorder_max_held, max_wait_s=cfg.reorder_max_wait_s,
                               time_tolerance_s=cfg.time_tolerance_s)
-    pipeline = pipeline or Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter))
+    pipeline = Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter), dsp)
     proc = Processor(app, settings, pipeline)
     metrics.init_component(COMPONENT, dead_letter_reasons=KNOWN_REASONS)
     samples = app.topic(settings.topics.samples, key_type=bytes, value_type=bytes)

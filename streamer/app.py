@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import faust
 
     from streamer.agents import Processor
+    from streamer.pipeline import Dsp
 
 
 def broker_url(kafka: KafkaSettings) -> str:
@@ -52,8 +53,12 @@ def _credentials(kafka: KafkaSettings) -> Any:
     return None
 
 
-def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
-    """A Faust app with the processor agent registered on it (``app.processor``)."""
+def create_app(settings: Settings, *, app_id: str | None = None,
+               dsp: Dsp | None = None) -> faust.App:
+    """A Faust app with the processor agent registered on it (``app.processor``).
+
+    ``dsp`` replaces ``cardiostream.processing`` (unit tests only).
+    """
     import faust
 
     from streamer.agents import register
@@ -78,7 +83,7 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         broker_heartbeat_interval=max(0.5, cfg.session_timeout_s / 5),
         broker_commit_interval=cfg.commit_interval_s,
     )
-    app.processor = register(app, settings)
+    app.processor = register(app, settings, dsp=dsp)
     return app
 
 
