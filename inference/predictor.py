@@ -73,7 +73,8 @@ class Predictor:
 
     @property
     def version(self) -> str:
-        return f"{self.beat.metadata.get('version', '?')}+{self.rhythm.metadata.get('version', '?')}"
+        beat, rhythm = self.beat.metadata, self.rhythm.metadata
+        return f"{beat.get('version', '?')}+{rhythm.get('version', '?')}"
 
     def predict(self, windows: list[Window]) -> Prediction:
         """Classify a batch; order of results == order of ``windows``."""
