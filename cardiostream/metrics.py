@@ -79,7 +79,7 @@ INFERENCE_SECONDS = Histogram("cardiostream_inference_seconds",
 
 # ------------------------------------------------------------------ alarms and devices
 ALARMS = Counter("cardiostream_alarms", "Alarm transitions written, by type, severity and state"
-                 " (raised | cleared).", ["type", "severity", "state"])
+                 " (raised or cleared).", ["type", "severity", "state"])
 ALARMS_ACTIVE = Gauge("cardiostream_alarms_active",
                       "Alarms currently raised, by type and severity.", ["type", "severity"])
 DEVICES_ACTIVE = Gauge("cardiostream_devices_active",

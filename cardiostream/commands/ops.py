@@ -57,7 +57,8 @@ def catalogue(markdown: bool = typer.Option(False, help="Print a Markdown table.
     for name, kind, labels, doc in rows():
         exposed = f"{name}_total" if kind == "counter" else name
         if markdown:
-            typer.echo(f"| `{exposed}` | {kind} | {', '.join(labels) or '-'} | {doc} |")
+            cell = doc.replace("|", "\\|")
+            typer.echo(f"| `{exposed}` | {kind} | {', '.join(labels) or '-'} | {cell} |")
         else:
             typer.echo(f"{exposed}\t{kind}\t{','.join(labels)}\t{doc}")
 
