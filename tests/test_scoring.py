@@ -274,3 +274,27 @@ def test_missing_files_and_bad_convention_raise(tmp_path):
         score_records(tmp_path, tmp_path, ["100"], "cs")
     with pytest.raises(ScoringError, match="convention"):
         score_records(tmp_path, tmp_path, ["100"], "cs", convention="aha")
+
+
+@needs_vectors
+def test_cli_scores_and_writes_reports(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cardiostream.cli import app
+
+    out = tmp_path / "r"
+    res = CliRunner().invoke(app, [
+        "score", str(MITDB), str(VECTORS / "annotations"), "--ext", "gqrs", "--records",
+        "100,101", "--convention", "both", "--json", f"{out}.json", "--md", f"{out}.md",
+        "--png", f"{out}.png", "--text", f"{out}.txt"])
+    assert res.exit_code == 0, res.output
+    assert "Gross" in res.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert set(data) == {"bxb", "dechazal"} and data["bxb"]["n_records"] == 2
+    assert (tmp_path / "r-bxb.png").stat().st_size > 0
+    want = (VECTORS / "bxb-gqrs-records.txt").read_text().splitlines()[1:3]
+    assert (tmp_path / "r.txt").read_text().splitlines()[1:3] == want
+    bad = CliRunner().invoke(app, ["score", str(MITDB), str(tmp_path), "--ext", "none"])
+    assert bad.exit_code == 1 and "no records" in bad.output
