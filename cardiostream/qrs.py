@@ -146,7 +146,7 @@ def new_qrs_state(fs_hz: float, n_leads: int, params: QRSParams = DEFAULT_QRS) -
 
 
 def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(n_leads, n) filtered mV → normalised energy ce (n,), feature f (n,), weights (n_leads, n)."""
+    """(n_leads, n) filtered mV → normalised energy ce (n,), feature f (n,), weights."""
     if st.bp_zi is None:
         st.bp_zi = np.zeros((p.bp_sos.shape[0], st.n_leads, 2))
         st.prev_bp = np.zeros((st.n_leads, 1))

@@ -1,0 +1,214 @@
+"""Beat and rhythm windows cut from the filtered stream of one device segment.
+
+Beat window: ``spec.beat_span`` filtered samples (all leads) starting
+``spec.beat_pre`` before the R peak, plus RR features in seconds: previous,
+next, local mean (last ``spec.local_rr_beats`` RR including the previous one)
+and long mean (last ``spec.long_rr_beats``).  It is emitted once the NEXT beat
+is detected and the post-R span has arrived.  ``rr_next_s == 0.0`` marks a beat
+flushed at a segment end (its next beat is unknown).
+
+Rhythm window ``w`` covers model samples ``[w*hop, w*hop + win)`` of the
+segment, decimated to ``spec.rhythm_fs_hz`` (every k-th sample; the signal is
+already low-passed below the new Nyquist).  It is emitted once the detector
+has decided every candidate up to its end, and carries the R times inside it
+and each lead's quality.
+
+Times: sample k of a segment has device time ``t0_us + round(k * 1e6 / fs)``;
+``last_sample_time_us`` is the time of the last model-rate sample the window
+needed, plus the resampler's latency (the input it waited for).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cardiostream.qrs import Beat
+from cardiostream.quality import best_quality, lead_quality
+from cardiostream.schemas import BeatWindow, RhythmWindow
+from cardiostream.signal import SignalSpec
+
+_US = 1_000_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    beat: Beat
+    index: int                   # device beat number
+    rr_prev_s: float
+    rr_local_s: float
+    rr_long_s: float
+    next_commit: int = -1        # committed sample of the next beat (-1: not yet)
+    rr_next_s: float = -1.0
+
+
+@dataclass(slots=True)
+class WindowState:
+    spec: SignalSpec
+    n_leads: int
+    device_id: str
+    unit: str
+    segment: int
+    t0_us: int                   # device time of the segment's first sample
+    latency_us: int              # resampler latency added to last_sample_time_us
+    lookahead: int               # detector look-ahead in samples (rhythm window readiness)
+    beat_counter: int = 0        # carried across segments
+    window_counter: int = 0      # carried across segments
+    n: int = 0                   # model-rate samples seen in this segment
+    filt: np.ndarray | None = None   # (n_leads, h) float32 recent filtered samples
+    raw: np.ndarray | None = None    # (n_leads, h) float32 recent unfiltered samples
+    rfilt: np.ndarray | None = None  # (n_leads, m) decimated filtered, rhythm window span
+    rraw: np.ndarray | None = None   # (n_leads, m) decimated unfiltered
+    next_rhythm: int = 0             # index within segment of the next rhythm window
+    pending: list[_Pending] = field(default_factory=list)
+    rr_hist: deque = field(default_factory=deque)     # RR seconds, newest last
+    beat_times: deque = field(default_factory=deque)  # recent beats (rhythm window lists)
+    last_r: int = -1
+
+    @property
+    def hist_start(self) -> int:
+        return self.n - (0 if self.filt is None else self.filt.shape[1])
+
+
+def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, segment: int,
+                     t0_us: int, latency_us: int, lookahead: int) -> WindowState:
+    decim = spec.fs_hz / spec.rhythm_fs_hz
+    if abs(decim - round(decim)) > 1e-9 or decim < 1:
+        raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
+    return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
+                       rr_hist=deque(maxlen=max(spec.long_rr_beats, spec.local_rr_beats)))
+
+
+def _time_us(ws: WindowState, k: int) -> int:
+    return ws.t0_us + round(k * _US / ws.spec.fs_hz)
+
+
+def _keep(ws: WindowState) -> int:
+    """Samples of history a late (search-back) beat may still need."""
+    return round(4.0 * ws.spec.fs_hz) + ws.spec.beat_span
+
+
+def _append(ws: WindowState, filt: np.ndarray, raw: np.ndarray) -> None:
+    decim = round(ws.spec.fs_hz / ws.spec.rhythm_fs_hz)
+    first = (-ws.n) % decim
+    win = round(ws.spec.rhythm_window_s * ws.spec.rhythm_fs_hz) + 2 * _margin(ws) // decim + 4
+    f32, r32 = filt.astype(np.float32), raw.astype(np.float32)
+    if ws.filt is None:
+        ws.filt, ws.raw = f32, r32
+        ws.rfilt, ws.rraw = f32[:, first::decim], r32[:, first::decim]
+    else:
+        keep = _keep(ws)
+        ws.filt = np.concatenate([ws.filt[:, -keep:], f32], axis=1)
+        ws.raw = np.concatenate([ws.raw[:, -keep:], r32], axis=1)
+        ws.rfilt = np.concatenate([ws.rfilt[:, -win:], f32[:, first::decim]], axis=1)
+        ws.rraw = np.concatenate([ws.rraw[:, -win:], r32[:, first::decim]], axis=1)
+    ws.n += filt.shape[1]
+
+
+def _margin(ws: WindowState) -> int:
+    """Samples past a rhythm window's end before its beat list is final: an R peak lies at
+    most ~0.15 s before the integrator peak the detector decides on, plus the look-ahead."""
+    return round(0.15 * ws.spec.fs_hz) + ws.lookahead
+
+
+def _span(ws: WindowState, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """buf[:, lo:hi] in segment samples, edge-padded before the segment start / after its end."""
+    h0 = ws.hist_start
+    a, b = max(lo, h0), min(hi, ws.n)
+    part = buf[:, a - h0:b - h0]
+    return np.pad(part, ((0, 0), (a - lo, hi - b)), mode="edge") if (a > lo or b < hi) else part
+
+
+def _add_beat(ws: WindowState, beat: Beat) -> None:
+    fs = ws.spec.fs_hz
+    if ws.pending and ws.pending[-1].next_commit < 0:
+        prev = ws.pending[-1]
+        prev.next_commit, prev.rr_next_s = beat.committed, (beat.r - prev.beat.r) / fs
+    rr_prev = (beat.r - ws.last_r) / fs if ws.last_r >= 0 else 0.0
+    if rr_prev > 0:
+        ws.rr_hist.append(rr_prev)
+    rr = list(ws.rr_hist)
+    local = float(np.mean(rr[-ws.spec.local_rr_beats:])) if rr else 0.0
+    long = float(np.mean(rr[-ws.spec.long_rr_beats:])) if rr else 0.0
+    ws.pending.append(_Pending(beat, ws.beat_counter, rr_prev, local, long))
+    ws.beat_counter += 1
+    ws.last_r = beat.r
+    ws.beat_times.append(beat)
+
+
+def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
+    lo = pb.beat.r - ws.spec.beat_pre
+    hi = lo + ws.spec.beat_span
+    filt, raw = _span(ws, ws.filt, lo, hi), _span(ws, ws.raw, lo, hi)
+    flags, _ = lead_quality(raw, filt, ws.spec.fs_hz)
+    last = max(hi - 1, pb.next_commit) if not flushed else min(max(hi - 1, 0), ws.n - 1)
+    return BeatWindow(
+        device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec.spec_id, segment=ws.segment,
+        beat_index=pb.index, r_time_us=_time_us(ws, pb.beat.r),
+        last_sample_time_us=_time_us(ws, last) + ws.latency_us,
+        rr_prev_s=pb.rr_prev_s, rr_next_s=max(pb.rr_next_s, 0.0), rr_local_s=pb.rr_local_s,
+        rr_long_s=pb.rr_long_s, quality=best_quality(flags),
+        samples=np.ascontiguousarray(filt, dtype=np.float32))
+
+
+def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
+    out: list[BeatWindow] = []
+    while ws.pending:
+        pb = ws.pending[0]
+        post_ready = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span <= ws.n
+        if not flush and (pb.next_commit < 0 or not post_ready):
+            break
+        out.append(_beat_window(ws, pb, flushed=pb.next_commit < 0 or not post_ready))
+        ws.pending.pop(0)
+    return out
+
+
+def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
+    spec = ws.spec
+    decim = round(spec.fs_hz / spec.rhythm_fs_hz)
+    hop, win = round(spec.rhythm_hop_s * spec.fs_hz), round(spec.rhythm_window_s * spec.fs_hz)
+    win_d = win // decim
+    out: list[RhythmWindow] = []
+    while (start := ws.next_rhythm * hop) + win + _margin(ws) <= min(decided, ws.n):
+        ready = start + win + _margin(ws)      # every decision before this sample is made
+        end_d = -((-(start + win)) // decim)             # decimated samples before the end
+        n_d = -((-ws.n) // decim)
+        take = slice(ws.rfilt.shape[1] - (n_d - end_d) - win_d, ws.rfilt.shape[1] - (n_d - end_d))
+        filt, raw = ws.rfilt[:, take], ws.rraw[:, take]
+        flags, sqi = lead_quality(raw, filt, spec.rhythm_fs_hz)
+        beats = tuple(_time_us(ws, b.r) for b in ws.beat_times
+                      if start <= b.r < start + win and b.committed - ws.lookahead < ready)
+        out.append(RhythmWindow(
+            device_id=ws.device_id, unit=ws.unit, spec_id=spec.spec_id, segment=ws.segment,
+            window_index=ws.window_counter, start_time_us=_time_us(ws, start),
+            end_time_us=_time_us(ws, start + win),
+            last_sample_time_us=_time_us(ws, ready - 1 + ws.lookahead) + ws.latency_us,
+            fs_hz=spec.rhythm_fs_hz, beat_times_us=beats, quality=flags, sqi=sqi,
+            samples=np.ascontiguousarray(filt, dtype=np.float32)))
+        ws.next_rhythm += 1
+        ws.window_counter += 1
+    while ws.beat_times and ws.beat_times[0].r < ws.next_rhythm * hop:
+        ws.beat_times.popleft()
+    return out
+
+
+def window_step(ws: WindowState, filt: np.ndarray, raw: np.ndarray, beats: list[Beat],
+                decided: int) -> tuple[WindowState, list[BeatWindow], list[RhythmWindow]]:
+    """Add one chunk (filtered and unfiltered, (n_leads, n) mV at the model rate) and the
+    beats the detector committed for it; ``decided`` = first sample whose candidates are
+    not all decided yet.  Returns the windows that became complete."""
+    if filt.shape[1]:
+        _append(ws, filt, raw)
+    for beat in beats:
+        _add_beat(ws, beat)
+    return ws, _ready_beats(ws, flush=False), _ready_rhythms(ws, decided)
+
+
+def window_flush(ws: WindowState) -> tuple[WindowState, list[BeatWindow]]:
+    """Segment end: emit every pending beat (missing samples edge-padded, rr_next_s 0)."""
+    if ws.filt is None:
+        ws.pending.clear()
+        return ws, []
+    return ws, _ready_beats(ws, flush=True)
