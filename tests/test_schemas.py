@@ -216,8 +216,9 @@ def test_bad_device_id_raises(device_id: object) -> None:
 @FAST
 @given(chunks(max_samples=20), st.integers(1, 10**9))
 def test_timestamps_far_from_now_raise(chunk: SampleChunk, beyond_s: int) -> None:
-    future = SampleChunk(**{**_fields(chunk), "t0_us": NOW_US + int(MAX_FUTURE_S + beyond_s) * 10**6})
-    past = SampleChunk(**{**_fields(chunk), "t0_us": NOW_US - int(MAX_PAST_S + beyond_s) * 10**6})
+    ahead_us, behind_us = (int(limit + beyond_s) * 10**6 for limit in (MAX_FUTURE_S, MAX_PAST_S))
+    future = SampleChunk(**{**_fields(chunk), "t0_us": NOW_US + ahead_us})
+    past = SampleChunk(**{**_fields(chunk), "t0_us": NOW_US - behind_us})
     for c, reason in ((future, "time_future"), (past, "time_past")):
         for buf in (encode_chunk(c), chunk_to_json(c)):
             with pytest.raises(SchemaError, match=reason):
