@@ -108,7 +108,8 @@ class _Event:
             message=MESSAGES[kind] + lead + ("" if raised else " ended"),
             strip_fs_hz=cfg.strip_fs_hz if raised else 0.0,
             strip_mv=tuple(round(float(x), 3) for x in strip), strip_start_us=strip_start,
-            beats=tuple((int(t), lab) for t, lab in beats)))
+            beats=tuple((int(t), lab) for t, lab in beats),
+            lead=int(key.split(":")[1]) if ":" in key else -1))
 
     def hold(self, key: str, true: bool, onset_us: int, hold_s: float, beats=()) -> None:
         """Time hysteresis: raise when true, clear once false for ``hold_s`` seconds."""
