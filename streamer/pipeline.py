@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from cardiostream import metrics
@@ -38,14 +38,16 @@ DspStep = Callable[[Any, Any, int], tuple[Any, list[Window], list[Window]]]
 class Dsp:
     """The DSP entry points (``cardiostream.processing`` by default; stubs in tests)."""
 
-    new_state: Callable[..., Any]    # (spec, device_id, unit, fs_in_hz, leads, t0_us) -> state
+    new_state: Callable[..., Any]    # (spec, device_id, unit, fs_in_hz, leads, t0_us, segment=)
     step: DspStep                    # (state, samples_mv (L, n), t0_us) -> (state, beats, rhythms)
+    flush: Callable[[Any], tuple[Any, list[Window]]] | None = None   # end of segment
 
     @classmethod
     def default(cls) -> Dsp:
         from cardiostream import processing
 
-        return cls(processing.new_device_state, processing.process_chunk)
+        return cls(processing.new_device_state, processing.process_chunk,
+                   processing.flush_device)
 
 
 @dataclass(slots=True)
@@ -120,7 +122,9 @@ class Pipeline:
             self._count(seq_out)
         for chunk, reason in seq_out.released:
             if reason is not None or dev.dsp is None:
-                self._reset(dev, chunk)
+                flushed = self._reset(dev, chunk)
+                if emit:
+                    self._emit(dev, flushed, "beat", out)
             dev.dsp, beats, rhythms = self.dsp.step(dev.dsp, chunk.millivolts(), chunk.t0_us)
             if emit:
                 self.stats["chunks"] += 1
@@ -129,17 +133,20 @@ class Pipeline:
                 self._emit(dev, beats, "beat", out)
                 self._emit(dev, rhythms, "rhythm", out)
 
-    def _reset(self, dev: Device, chunk: SampleChunk) -> None:
+    def _reset(self, dev: Device, chunk: SampleChunk) -> list[Window]:
+        """End the device's segment (its pending beats are returned) and start a new one."""
+        flushed: list[Window] = []
+        if dev.dsp is not None and self.dsp.flush is not None:
+            _, flushed = self.dsp.flush(dev.dsp)
         dev.segment = chunk.t0_us
         dev.dsp = self.dsp.new_state(self.spec, chunk.device_id, chunk.unit, chunk.fs_hz,
-                                     chunk.leads, chunk.t0_us)
+                                     chunk.leads, chunk.t0_us, segment=chunk.t0_us)
+        return flushed
 
     def _emit(self, dev: Device, windows: list[Window], kind: str, out: Output) -> None:
         if not windows:
             return
         for win in windows:
-            if win.segment != dev.segment:
-                win = replace(win, segment=dev.segment)
             out.windows.append((win.device_id.encode(), encode_window(win)))
         self.stats[f"windows_{kind}"] += len(windows)
         self._m_windows[kind].inc(len(windows))

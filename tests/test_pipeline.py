@@ -26,13 +26,14 @@ from streamer.sequencing import SequencerConfig
 T0 = 1_700_000_000_000_000
 
 
-def stub_new_state(spec, device_id, unit, fs_in_hz, leads, t0_us):
-    return {"device_id": device_id, "unit": unit, "resets_at": t0_us, "chunks": 0}
+def stub_new_state(spec, device_id, unit, fs_in_hz, leads, t0_us, segment=0):
+    return {"device_id": device_id, "unit": unit, "segment": segment, "chunks": 0}
 
 
 def stub_step(state, samples_mv, t0_us):
     state = {**state, "chunks": state["chunks"] + 1}
-    win = BeatWindow(state["device_id"], state["unit"], "spec-x", 0, state["chunks"], t0_us,
+    win = BeatWindow(state["device_id"], state["unit"], "spec-x", state["segment"],
+                     state["chunks"], t0_us,
                      t0_us, 1.0, 1.0, 1.0, 1.0, "good",
                      np.asarray(samples_mv[:, :4], dtype=np.float32))
     return state, [win], []
@@ -126,3 +127,17 @@ def test_drop_partitions_forgets_only_those_devices():
     feed(p, chunk(0, "bed-1"))
     p.handle(b"bed-2", encode_chunk(chunk(0, "bed-2")), "samples", 5, 0, None)
     assert p.drop_partitions({3}) == 1 and set(p.devices) == {"bed-2"}
+
+
+def test_a_reset_emits_the_old_segments_pending_beats_first():
+    def stub_flush(state):
+        _, [win], _ = stub_step(state, np.zeros((2, 4)), -1)
+        return state, [win]
+
+    p = Pipeline(DEFAULT_SPEC, SequencerConfig(), DeadLetters("dl"),
+                 Dsp(stub_new_state, stub_step, stub_flush))
+    feed(p, chunk(0))
+    out = feed(p, chunk(1, slot=50))           # time gap: flush segment T0, start a new one
+    got = [(w.segment, w.r_time_us) for w in (decode_window(v) for _, v in out.windows)]
+    assert got == [(T0, -1), (T0 + 50 * 500_000, T0 + 50 * 500_000)]
+    assert not feed(p, chunk(2, slot=51), emit=False).windows
