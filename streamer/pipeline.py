@@ -150,6 +150,8 @@ class Pipeline:
             out.windows.append((win.device_id.encode(), encode_window(win)))
         self.stats[f"windows_{kind}"] += len(windows)
         self._m_windows[kind].inc(len(windows))
+        # device time ~ wall time for live devices (and 1x replay); ahead of it, clamped to 0
+        metrics.observe_latency("processor", windows[-1].last_sample_time_us / 1e6)
 
     def _count(self, seq_out: sequencing.SeqOutput) -> None:
         for _, reason in seq_out.dropped:
