@@ -30,7 +30,7 @@ import numpy as np
 
 from cardiostream.bxb import K_BEAT, K_NOISE, K_OTHER, K_VFOFF, K_VFON, AnnStream, compare
 from cardiostream.labels import AAMI_BXB, AAMI_CLASSES, AAMI_DE_CHAZAL, BEAT_SYMBOLS
-from cardiostream.records import NON_PACED
+from cardiostream.records import NON_PACED, expand_records
 from cardiostream.scoring_episodes import EpisodeScore, rhythm_annotations, score_episodes
 
 # bxb's isqrs() (WFDB ecgmap.h) also counts '!' (ventricular flutter wave) as a QRS;
@@ -275,10 +275,11 @@ def score_records(ref_dir: Path, test_dir: Path, records: Sequence[str] | None,
                   test_ext: str, ref_ext: str = "atr", start_s: float = 300.0,
                   window_s: float = 0.15,
                   convention: str | Mapping[str, str] = "bxb") -> ScoreReport:
-    """Score every record (default: the non-paced ones present in test_dir)."""
+    """Score every record (names, comma lists or DS1/DS2/ALL; default: the non-paced
+    MIT-BIH records present in test_dir)."""
     if start_s < 0 or window_s <= 0:
         raise ScoringError(f"start_s must be >= 0 and window_s > 0, got {start_s}, {window_s}")
-    names = list(records) if records else default_records(test_dir, test_ext)
+    names = expand_records(records) if records else default_records(test_dir, test_ext)
     if not names:
         raise ScoringError(f"no records to score: no *.{test_ext} of the non-paced MIT-BIH "
                            f"records in {test_dir}")

@@ -298,3 +298,21 @@ def test_cli_scores_and_writes_reports(tmp_path):
     assert (tmp_path / "r.txt").read_text().splitlines()[1:3] == want
     bad = CliRunner().invoke(app, ["score", str(MITDB), str(tmp_path), "--ext", "none"])
     assert bad.exit_code == 1 and "no records" in bad.output
+
+
+def test_hand_made_files_with_known_answer(tmp_path):
+    """One record on disk (1 kHz): exact, 149/151 ms, missed, extra, confusions, pre-5:00."""
+    ref = [(300_500 + 1000 * i, {8: "V", 9: "A", 10: "j"}.get(i, "N")) for i in range(20)]
+    test = [(t + {4: 149, 5: 151}.get(i, 0), {8: "N", 9: "S", 10: "N"}.get(i, "N"))
+            for i, (t, _) in enumerate(ref) if i != 6] + [(ref[7][0] + 400, "N")]
+    ref += [(10_000, "V"), (200_000, "N")]                # before 5:00: never scored
+    test += [(10_000, "N"), (250_000, "N")]
+    _write(tmp_path, "100", "atr", sorted(ref), header=True)
+    _write(tmp_path, "100", "cs", sorted(test), header=False)
+    bxb = score_records(tmp_path, tmp_path, ["100"], "cs").records[0]
+    #          Nn' Sn' Vn' Fn' On' Ns Ss Vs Fs' Os' Nv Sv Vv Fv' Ov' No' So' Vo' Fo'
+    assert bxb.counts == (15, 1, 1, 0, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0)
+    assert bxb.stats == {"qrs_se": 90.0, "qrs_ppv": 90.0, "veb_se": 0.0, "veb_ppv": None,
+                         "veb_fpr": 0.0, "sveb_se": 50.0, "sveb_ppv": 100.0}
+    dch = score_records(tmp_path, tmp_path, ["100"], "cs", convention="dechazal").records[0]
+    assert dch.counts[:2] == (16, 0) and dch.stats["sveb_se"] == 100.0
