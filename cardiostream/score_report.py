@@ -17,7 +17,13 @@ import numpy as np
 
 from cardiostream.bxb import ROWS
 from cardiostream.labels import AAMI_CLASSES
-from cardiostream.scoring import LINE_COLUMNS, RecordScore, ScoreReport, bxb_record_stats
+from cardiostream.scoring import (
+    LINE_COLUMNS,
+    RecordScore,
+    ScoreReport,
+    bxb_record_stats,
+    class_stats,
+)
 
 BXB_STATS = ("qrs_se", "qrs_ppv", "veb_se", "veb_ppv", "sveb_se", "sveb_ppv")
 LINE_HEADER = ("Record Nn' Sn' Vn' Fn' On'  Ns  Ss  Vs  Fs' Os' Nv  Sv   Vv  Fv' Ov' No' So' "
@@ -88,6 +94,8 @@ def report_dict(report: ScoreReport) -> dict:
         return {"record": r.record, "counts": dict(zip(LINE_COLUMNS, r.counts, strict=True)),
                 "matrix": r.matrix.tolist(),
                 "stats": {k: _round(v) for k, v in bxb_record_stats(r.matrix).items()},
+                "classes": {c: {k: _round(v) if isinstance(v, float) else v
+                                for k, v in d.items()} for c, d in class_stats(r.matrix).items()},
                 "rr_error_ms": _round(r.rr_error_ms), "shutdown_s": r.shutdown_s,
                 "episodes": r.episodes.to_dict() if r.episodes else None}
     eps = report.episodes
@@ -100,6 +108,8 @@ def report_dict(report: ScoreReport) -> dict:
             "totals": report.totals, "matrix": report.matrix.tolist(),
             "classes": {c: {k: _round(v) if isinstance(v, float) else v for k, v in d.items()}
                         for c, d in report.gross_classes.items()},
+            "classes_average": {c: {k: _round(v) for k, v in d.items()}
+                                for c, d in report.average_classes.items()},
             "episodes": eps.to_dict() if eps else None,
             "records": [rec(r) for r in report.records]}
 
@@ -116,10 +126,14 @@ def _md_summary(report: ScoreReport) -> list[str]:
            "|---|" + "---:|" * len(keys)]
     for name, d in (("Gross", report.gross), ("Average", report.average)):
         out.append(f"| {name} | " + " | ".join(_fmt(d.get(k)) for k in keys) + " |")
-    out += ["", "| class | Se | +P | FPR | TP | FN | FP |", "|---|---:|---:|---:|---:|---:|---:|"]
+    out += ["", "| class | Se | +P | FPR | TP | FN | FP | avg Se | avg +P | avg FPR |",
+            "|---|" + "---:|" * 9]
+    avg = report.average_classes
     for c, d in report.gross_classes.items():
+        a = avg[c]
         out.append(f"| {c} | {_fmt(d['se'])} | {_fmt(d['ppv'])} | {_fmt(d['fpr'])} | "
-                   f"{d['tp']} | {d['fn']} | {d['fp']} |")
+                   f"{d['tp']} | {d['fn']} | {d['fp']} | {_fmt(a['se'])} | {_fmt(a['ppv'])} | "
+                   f"{_fmt(a['fpr'])} |")
     return out
 
 

@@ -218,6 +218,18 @@ class ScoreReport:
         return class_stats(self.matrix)
 
     @property
+    def average_classes(self) -> dict[str, dict[str, float | None]]:
+        """Per-class Se/+P/FPR averaged over records where each is defined."""
+        per = [class_stats(r.matrix) for r in self.records]
+        out: dict[str, dict[str, float | None]] = {}
+        for c in AAMI_CLASSES:
+            out[c] = {}
+            for k in ("se", "ppv", "fpr"):
+                vals = [p[c][k] for p in per if p[c][k] is not None]
+                out[c][k] = sum(vals) / len(vals) if vals else None
+        return out
+
+    @property
     def episodes(self) -> EpisodeScore | None:
         eps = [r.episodes for r in self.records if r.episodes is not None]
         return EpisodeScore.total(eps) if eps else None
