@@ -258,6 +258,15 @@ def _header(ref_dir: Path, record: str, ann_fs: float | None) -> tuple[float, in
                        "annotation file")
 
 
+def _in_record_samples(ann, fs_hz: float) -> np.ndarray:
+    """Annotation times in record samples: WFDB's getann rescales a file written at
+    another time resolution (rounding halves up); wfdb-python does not, so we do."""
+    t = np.asarray(ann.sample, dtype=np.int64)
+    if ann.fs and abs(float(ann.fs) - fs_hz) > 1e-9:
+        t = np.floor(t * (fs_hz / float(ann.fs)) + 0.5).astype(np.int64)
+    return t
+
+
 def score_record(ref_dir: Path, test_dir: Path, record: str, test_ext: str,
                  ref_ext: str = "atr", start_s: float = 300.0, window_s: float = 0.15,
                  convention: str | Mapping[str, str] = "bxb") -> RecordScore:
@@ -266,13 +275,15 @@ def score_record(ref_dir: Path, test_dir: Path, record: str, test_ext: str,
     ref, test = _read(ref_dir, record, ref_ext), _read(test_dir, record, test_ext)
     fs, end = _header(ref_dir, record, ref.fs)
     start, match_dt = int(start_s * fs + 0.5), int(window_s * fs + 0.5)
-    streams = [make_stream(a.sample, a.symbol, a.subtype, cmap) for a in (ref, test)]
+    samples = [_in_record_samples(a, fs) for a in (ref, test)]
+    streams = [make_stream(t, a.symbol, a.subtype, cmap)
+               for t, a in zip(samples, (ref, test), strict=True)]
     res = compare(streams[0], streams[1], start=start, match_dt=match_dt, end_time=end,
                   fs_hz=fs)
-    test_rhythm = rhythm_annotations(test.sample, test.symbol, test.aux_note)
+    test_rhythm = rhythm_annotations(samples[1], test.symbol, test.aux_note)
     episodes = None
     if test_rhythm:
-        ref_rhythm = rhythm_annotations(ref.sample, ref.symbol, ref.aux_note)
+        ref_rhythm = rhythm_annotations(samples[0], ref.symbol, ref.aux_note)
         episodes = score_episodes(ref_rhythm, test_rhythm, start=start, end=end, fs_hz=fs)
     return RecordScore(record, fs, res.matrix, res.rr_sum_sq, res.rr_n, res.shutdown_s,
                        episodes)

@@ -316,3 +316,14 @@ def test_hand_made_files_with_known_answer(tmp_path):
                          "veb_fpr": 0.0, "sveb_se": 50.0, "sveb_ppv": 100.0}
     dch = score_records(tmp_path, tmp_path, ["100"], "cs", convention="dechazal").records[0]
     assert dch.counts[:2] == (16, 0) and dch.stats["sveb_se"] == 100.0
+
+
+def test_annotations_at_another_time_resolution_are_rescaled(tmp_path):
+    import wfdb
+
+    ref = [(300_500 + 1000 * i, "N") for i in range(5)]
+    _write(tmp_path, "100", "atr", ref, header=True)              # record at 1000 Hz
+    wfdb.wrann("100", "cs", np.array([t // 4 for t, _ in ref]), symbol=["N"] * 5, fs=250,
+               write_dir=str(tmp_path))                            # detector at 250 Hz
+    rec = score_records(tmp_path, tmp_path, ["100"], "cs").records[0]
+    assert rec.counts[0] == 5 and rec.stats["qrs_ppv"] == 100.0
