@@ -42,6 +42,8 @@ class _Pending:
     rr_long_s: float
     next_commit: int = -1        # committed sample of the next beat (-1: not yet)
     rr_next_s: float = -1.0
+    samples: np.ndarray | None = None   # (n_leads, span) filtered, cut once the span arrived
+    quality: str = ""
 
 
 @dataclass(slots=True)
@@ -117,6 +119,8 @@ def _span(ws: WindowState, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """buf[:, lo:hi] in segment samples, edge-padded before the segment start / after its end."""
     h0 = ws.hist_start
     a, b = max(lo, h0), min(hi, ws.n)
+    if a >= b:                                   # nothing of it is left (cannot happen
+        return np.zeros((buf.shape[0], hi - lo), dtype=buf.dtype)   # for a detector beat)
     part = buf[:, a - h0:b - h0]
     return np.pad(part, ((0, 0), (a - lo, hi - b)), mode="edge") if (a > lo or b < hi) else part
 
@@ -138,23 +142,33 @@ def _add_beat(ws: WindowState, beat: Beat) -> None:
     ws.beat_times.append(beat)
 
 
-def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
+def _cut(ws: WindowState, pb: _Pending) -> None:
+    """Cut the beat's samples while they are in the history (its next beat may be far)."""
     lo = pb.beat.r - ws.spec.beat_pre
     hi = lo + ws.spec.beat_span
     filt, raw = _span(ws, ws.filt, lo, hi), _span(ws, ws.raw, lo, hi)
     flags, _ = lead_quality(raw, filt, ws.spec.fs_hz)
+    pb.samples, pb.quality = np.ascontiguousarray(filt, dtype=np.float32), best_quality(flags)
+
+
+def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
+    if pb.samples is None:
+        _cut(ws, pb)
+    hi = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span
     last = max(hi - 1, pb.next_commit) if not flushed else min(max(hi - 1, 0), ws.n - 1)
     return BeatWindow(
         device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec.spec_id, segment=ws.segment,
         beat_index=pb.index, r_time_us=_time_us(ws, pb.beat.r),
         last_sample_time_us=_time_us(ws, last) + ws.latency_us,
         rr_prev_s=pb.rr_prev_s, rr_next_s=max(pb.rr_next_s, 0.0), rr_local_s=pb.rr_local_s,
-        rr_long_s=pb.rr_long_s, quality=best_quality(flags),
-        samples=np.ascontiguousarray(filt, dtype=np.float32))
+        rr_long_s=pb.rr_long_s, quality=pb.quality, samples=pb.samples)
 
 
 def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
     out: list[BeatWindow] = []
+    for pb in ws.pending:
+        if pb.samples is None and pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span <= ws.n:
+            _cut(ws, pb)
     while ws.pending:
         pb = ws.pending[0]
         post_ready = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span <= ws.n
