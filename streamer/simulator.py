@@ -32,6 +32,7 @@ from streamer import faults as F
 
 log = logging.getLogger(__name__)
 _US = 1_000_000
+NSTDB_FS_HZ = 360.0
 TICK_S = 0.010          # chunks due within one tick are sent together: <= 100 wake-ups/s
 
 
@@ -165,6 +166,16 @@ class RecordCache:
         return self._cache[key]
 
 
+def _resample_mv(x: np.ndarray, fs_from: float, fs_to: float) -> np.ndarray:
+    """(leads, n) float signal from ``fs_from`` to ``fs_to`` (polyphase FIR)."""
+    if fs_from == fs_to:
+        return x
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(fs_to / fs_from).limit_denominator(1000)
+    return resample_poly(x, ratio.numerator, ratio.denominator, axis=1).astype(np.float32)
+
+
 def load_noise(nstdb: Path, kind: str) -> np.ndarray:
     """NSTDB noise record ``ma`` or ``bw`` in mV, (2, 650000)."""
     rec = load_record(nstdb, kind)
@@ -213,8 +224,9 @@ class Simulator:
             log.info("device %s replays record %s at %g Hz", dev.device_id, dev.record, rec.fs_hz)
             key = (dev.record, dev.fs_hz)
             if noise is not None and key not in scales:
-                scale = F.noise_scale(rec.millivolts(), noise, self.faults.noise_snr_db)
-                scales[key] = F.NoiseSource(noise, scale)
+                dev_noise = _resample_mv(noise, NSTDB_FS_HZ, rec.fs_hz)
+                scale = F.noise_scale(rec.millivolts(), dev_noise, self.faults.noise_snr_db)
+                scales[key] = F.NoiseSource(dev_noise, scale)
             out.append((dev, rec, scales.get(key)))
         return out
 
