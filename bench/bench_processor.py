@@ -1,0 +1,201 @@
+"""Processor capacity: cost per chunk, and devices one worker sustains through the broker.
+
+Part 1 (in process, no broker): the per-chunk cost of each stage on MIT-BIH
+chunks: decode+validate, DSP step (resample, filter, QRS, windows, quality),
+window encoding, and the whole ``Pipeline.handle``.
+
+Part 2 (real broker): pre-produce ``--devices`` devices x ``--seconds`` of
+MIT-BIH signal (360 Hz, two leads, ``--chunk-s`` chunks, devices cycling over
+the non-paced records) to fresh topics at maximum speed, then start one
+``cardiostream process`` worker and read its ``cardiostream_samples_total``
+counter every second. The steady rate (between 10 % and 90 % of the records)
+in samples/s divided by 360 is the number of devices it sustains in real time.
+
+    nice python bench/bench_processor.py --devices 2000 --seconds 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from cardiostream.records import NON_PACED
+from cardiostream.schemas import decode_chunk, encode_chunk, encode_window
+from cardiostream.settings import Settings, load_settings
+from cardiostream.signal import DEFAULT_SPEC
+from streamer.simulator import RecordCache, iter_chunks
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES_METRIC = 'cardiostream_samples_total{component="processor"}'
+
+
+def device_chunks(settings: Settings, devices: int, seconds: float, chunk_s: float,
+                  start_us: int) -> list[list]:
+    """Per device, its chunks in order (device i replays record i mod 44)."""
+    cache = RecordCache(settings.paths.mitdb, record_s=seconds)
+    return [list(iter_chunks(cache.get(NON_PACED[i % len(NON_PACED)]), f"bench-{i:05d}",
+                             start_us, chunk_s)) for i in range(devices)]
+
+
+def cost_per_chunk(settings: Settings, devices: int, seconds: float, chunk_s: float) -> dict:
+    from cardiostream import processing
+    from streamer.deadletter import DeadLetters
+    from streamer.pipeline import Pipeline
+    from streamer.sequencing import SequencerConfig
+
+    start_us = time.time_ns() // 1000
+    per_dev = device_chunks(settings, devices, seconds, chunk_s, start_us)
+    order = [c for k in range(len(per_dev[0])) for dev in per_dev if k < len(dev)
+             for c in [dev[k]]]
+    raw = [encode_chunk(c) for c in order]
+    t = time.perf_counter()
+    for r in raw:
+        decode_chunk(r, start_us)
+    decode_us = (time.perf_counter() - t) / len(raw) * 1e6
+    states: dict[str, object] = {}
+    wins = []
+    t = time.perf_counter()
+    for c in order:
+        st = states.get(c.device_id) or processing.new_device_state(
+            DEFAULT_SPEC, c.device_id, c.unit, c.fs_hz, c.leads, c.t0_us)
+        states[c.device_id], b, r = processing.process_chunk(st, c.millivolts(), c.t0_us)
+        wins += b + r
+    dsp_us = (time.perf_counter() - t) / len(order) * 1e6
+    t = time.perf_counter()
+    for w in wins:
+        encode_window(w)
+    encode_us = (time.perf_counter() - t) / len(order) * 1e6
+    pipe = Pipeline(DEFAULT_SPEC, SequencerConfig(), DeadLetters("dl"))
+    t = time.perf_counter()
+    for i, r in enumerate(raw):
+        pipe.handle(order[i].device_id.encode(), r, "samples", 0, i, start_us)
+    handle_us = (time.perf_counter() - t) / len(raw) * 1e6
+    return {"chunks": len(raw), "chunk_s": chunk_s, "windows_per_chunk": len(wins) / len(raw),
+            "decode_us": decode_us, "dsp_us": dsp_us, "encode_windows_us": encode_us,
+            "pipeline_handle_us": handle_us,
+            "devices_per_core_in_process": chunk_s * 1e6 / handle_us}
+
+
+def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float) -> int:
+    from kafka import KafkaProducer
+
+    from streamer.kafka_config import producer_kwargs
+
+    producer = KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=50))
+    per_dev = device_chunks(settings, devices, seconds, chunk_s, time.time_ns() // 1000)
+    n = 0
+    for k in range(max(len(d) for d in per_dev)):
+        for dev in per_dev:
+            if k < len(dev):
+                producer.send(settings.topics.samples, key=dev[k].device_id.encode(),
+                              value=encode_chunk(dev[k]))
+                n += 1
+    producer.flush()
+    producer.close()
+    return n
+
+
+def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
+                   timeout_s: float) -> dict:
+    from cardiostream.infra import kafka, topics
+    from streamer.harness import WorkerProcess
+
+    suffix = uuid.uuid4().hex[:8]
+    names = {f: f"{v}.bench.{suffix}" for f, v in base.topics.model_dump().items()
+             if isinstance(v, str)}
+    settings = base.model_copy(update={
+        "topics": base.topics.model_copy(update=names),
+        "processor": base.processor.model_copy(update={"app_id": f"bench-{suffix}"})})
+    topics.ensure(settings)
+    try:
+        t = time.perf_counter()
+        n_chunks = preproduce(settings, devices, seconds, chunk_s)
+        produce_s = time.perf_counter() - t
+        log = Path(tempfile.gettempdir()) / f"bench-processor-{suffix}.log"
+        worker = WorkerProcess(settings, log, loglevel="warning").start()
+        try:
+            series = _watch(worker, n_chunks, timeout_s)
+        finally:
+            worker.stop()
+        total_samples = series[-1][1]
+    finally:
+        topics.delete(topics.topic_names(settings), kafka.node(settings))
+    rate = _steady_rate(series)
+    return {"devices": devices, "seconds": seconds, "chunk_s": chunk_s, "chunks": n_chunks,
+            "produce_s": produce_s, "samples_processed": total_samples,
+            "samples_per_s": rate, "chunks_per_s": rate / (chunk_s * 360.0),
+            "devices_sustained": rate / 360.0, "partitions": settings.topics.partitions,
+            "log": str(log)}
+
+
+def _watch(worker, n_chunks: int, timeout_s: float) -> list[tuple[float, float, float]]:
+    """(t, samples, chunks) every second until every chunk is processed or the timeout."""
+    series: list[tuple[float, float, float]] = []
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s:
+        m = worker.metrics()
+        chunks = m.get('cardiostream_chunks_total{component="processor"}', 0.0)
+        series.append((time.monotonic() - t0, m.get(SAMPLES_METRIC, 0.0), chunks))
+        if chunks >= n_chunks:
+            break
+        if not worker.running:
+            raise RuntimeError(f"worker died; see {worker.log_path}")
+        time.sleep(1.0)
+    return series
+
+
+def _steady_rate(series: list[tuple[float, float, float]]) -> float:
+    """Samples/s between 10 % and 90 % of the final count (start-up and tail excluded)."""
+    final = series[-1][1]
+    inside = [(t, s) for t, s, _ in series if 0.1 * final <= s <= 0.9 * final]
+    if len(inside) < 2:
+        return 0.0
+    (ta, sa), (tb, sb) = inside[0], inside[-1]
+    return (sb - sa) / (tb - ta) if tb > ta else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--chunk-s", type=float, default=0.5)
+    ap.add_argument("--cost-devices", type=int, default=44)
+    ap.add_argument("--cost-seconds", type=float, default=60.0)
+    ap.add_argument("--timeout-s", type=float, default=900.0)
+    ap.add_argument("--skip-broker", action="store_true")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "processor.json")
+    args = ap.parse_args(argv)
+    settings = load_settings()
+    result = {"command": "nice python bench/bench_processor.py " + " ".join(sys.argv[1:]),
+              "cost": cost_per_chunk(settings, args.cost_devices, args.cost_seconds,
+                                     args.chunk_s)}
+    print(json.dumps(result["cost"], indent=2))
+    if not args.skip_broker:
+        result["broker"] = through_broker(settings, args.devices, args.seconds, args.chunk_s,
+                                          args.timeout_s)
+        print(json.dumps(result["broker"], indent=2))
+    result["machine"] = _machine()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _machine() -> dict:
+    import os
+    import platform
+
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0], "numpy": np.__version__,
+            "note": "broker, worker and benchmark share the same cores"}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

