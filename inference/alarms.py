@@ -21,6 +21,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from cardiostream.schemas import Alarm, BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
 from cardiostream.settings import AlarmSettings
 from inference import patterns as pat
@@ -45,6 +47,7 @@ MESSAGES: dict[str, str] = {
     "leads_off": "Lead off", "noisy": "Signal too noisy",
 }
 VF_CODES = frozenset({"VFL", "VFIB"})
+DISCONNECTED = frozenset({"flat", "saturated"})
 AF_CODES = frozenset({"AFIB", "AFL"})
 MAX_BEATS = 160                     # > one minute at 150 bpm, for the PVC rate
 
@@ -111,10 +114,21 @@ class _Event:
             beats=tuple((int(t), lab) for t, lab in beats),
             lead=int(key.split(":")[1]) if ":" in key else -1))
 
+    def allowed(self, key: str) -> bool:
+        """Suppression by signal quality (newest rhythm window): see the module docstring."""
+        severity, quality = SEVERITY.get(key.split(":")[0]), self.state.quality
+        if severity == "technical" or not quality:
+            return True
+        if severity == "red":
+            return any(q not in DISCONNECTED for q in quality)
+        return "good" in quality
+
     def hold(self, key: str, true: bool, onset_us: int, hold_s: float, beats=()) -> None:
         """Time hysteresis: raise when true, clear once false for ``hold_s`` seconds."""
         c = self.state.cond(key)
         if true:
+            if not c.active and not self.allowed(key):
+                return
             c.last_true_us = self.now_us
             if not c.active:
                 c.active, c.onset_us = True, onset_us
@@ -180,7 +194,7 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
     if win.r_time_us <= state.last_beat_window_us:
         return []                                   # redelivered: already counted
     state.last_beat_window_us = win.r_time_us
-    label = res.label if win.quality == "good" else "?"
+    label = "?" if win.quality in DISCONNECTED else res.label
     rr_prev_s = win.rr_prev_s if label != "?" and math.isfinite(win.rr_prev_s) else 0.0
     state.beats.append((win.r_time_us, label))
     state.last_beat_us = max(state.last_beat_us or 0, win.r_time_us)
@@ -197,9 +211,10 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
 def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
     cfg, now = ev.cfg, ev.now_us
     run = pat.trailing_run(beats, "V")
-    fast = len(run) >= cfg.vt_min_beats and pat.rate_bpm(run) >= cfg.vt_min_rate_bpm
+    newest = run[-cfg.vt_min_beats:]      # rate of the newest beats: a slow lead-in V is no alibi
+    fast = len(run) >= cfg.vt_min_beats and pat.rate_bpm(newest) >= cfg.vt_min_rate_bpm
     if fast:
-        ev.hold("vt", True, run[0][0], cfg.clear_after_s, run)
+        ev.hold("vt", True, newest[0][0], cfg.clear_after_s, newest)
     ev.hold("pvc_run", len(run) >= cfg.vt_min_beats and not fast, run[0][0] if run else now,
             cfg.event_hold_s, run)
     vt = ev.state.cond("vt")
@@ -212,9 +227,8 @@ def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
                               ("trigeminy", "nnV", cfg.trigeminy_cycles)):
         seq = pat.repeating(beats, unit, cycles)
         ev.hold(key, seq is not None, seq[0][0] if seq else now, cfg.clear_after_s, seq or ())
-    sruns = pat.trailing_run(beats, "S")
-    svt = len(sruns) >= cfg.svt_min_beats and pat.rate_bpm(sruns) >= cfg.svt_min_rate_bpm
-    if svt:
+    sruns = pat.trailing_run(beats, "S")[-cfg.svt_min_beats:]
+    if len(sruns) >= cfg.svt_min_beats and pat.rate_bpm(sruns) >= cfg.svt_min_rate_bpm:
         ev.hold("svt", True, sruns[0][0], cfg.clear_after_s, sruns)
     if rr_prev_s >= cfg.pause_s and len(beats) >= 2 and beats[-2][1] != "?":
         ev.hold("pause", True, beats[-2][0], cfg.event_hold_s, beats[-2:])
@@ -243,29 +257,46 @@ def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
     on, off = cfg.technical_on_windows, cfg.technical_off_windows
     for i, q in enumerate(win.quality):
         ev.streak(f"leads_off:{i}", q == "flat", win.start_time_us, on, off)
-        ev.streak(f"noisy:{i}", q in ("noisy", "saturated"), win.start_time_us, on, off)
-    if "good" in win.quality:
-        last = state.last_beat_us if state.last_beat_us is not None else win.start_time_us
-        gap = win.end_time_us - last >= cfg.asystole_s * _US
-        ev.hold("asystole", gap, last, 0.0, [b for b in state.beats if b[0] == last])
-    if all(q == "good" for q in win.quality):
-        _model_conditions(ev, win, res)
+        ev.streak(f"noisy:{i}", q in ("noisy", "saturated"), win.start_time_us,
+                  cfg.noisy_on_windows, off)
+    connected = [q not in DISCONNECTED for q in win.quality]
+    if any(connected):
+        _asystole(ev, win, connected)
+    if all(connected):
+        _model_conditions(ev, win, res, yellow=all(q == "good" for q in win.quality))
     tick(ev)
     return ev.out
 
 
-def _model_conditions(ev: _Event, win: RhythmWindow, res: RhythmResult) -> None:
+def _asystole(ev: _Event, win: RhythmWindow, connected: list[bool]) -> None:
+    """No QRS for asystole_s on a connected lead that is good or quiet (not noise hiding QRS)."""
+    cfg, state = ev.cfg, ev.state
+    last = state.last_beat_us if state.last_beat_us is not None else win.start_time_us
+    if win.end_time_us - last < cfg.asystole_s * _US:
+        ev.hold("asystole", False, last, 0.0)
+        return
+    n = max(2, min(win.samples.shape[1], round(cfg.asystole_s * win.fs_hz)))
+    ptp = np.ptp(win.samples[:, -n:], axis=1)
+    if any(c and (q == "good" or p < cfg.asystole_max_ptp_mv)
+           for c, q, p in zip(connected, win.quality, ptp, strict=True)):
+        ev.hold("asystole", True, last, 0.0, [b for b in state.beats if b[0] == last])
+
+
+def _model_conditions(ev: _Event, win: RhythmWindow, res: RhythmResult, yellow: bool) -> None:
+    """Rhythm-model conditions; red ones on any connected signal, yellow ones on good leads."""
     cfg = ev.cfg
     onset = (win.start_time_us + win.end_time_us) // 2
     beats = [b for b in ev.state.beats if win.start_time_us <= b[0] <= win.end_time_us]
     on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
     ev.streak("vfib", res.rhythm in VF_CODES, onset, on, off, beats)
-    ev.streak("afib", res.rhythm in AF_CODES, onset, on, off, beats)
-    for key, code, hold_s in (("vt", "VT", cfg.clear_after_s), ("svt", "SVTA", cfg.clear_after_s)):
-        if key == "vt" and not cfg.vt_from_rhythm_model:
+    if yellow:
+        ev.streak("afib", res.rhythm in AF_CODES, onset, on, off, beats)
+    for key, code in (("vt", "VT"), ("svt", "SVTA")):
+        if (key == "vt" and not cfg.vt_from_rhythm_model) or (key == "svt" and not yellow):
             continue
         if ev.streak(f"model_{key}", res.rhythm == code, onset, on, off):
-            ev.hold(key, True, ev.state.cond(f"model_{key}").streak_onset_us, hold_s, beats)
+            ev.hold(key, True, ev.state.cond(f"model_{key}").streak_onset_us, cfg.clear_after_s,
+                    beats)
 
 
 def live_state(state: PatientState) -> dict[str, object]:

@@ -101,11 +101,28 @@ def test_redelivered_windows_change_nothing() -> None:
     assert twice == once
 
 
-def test_noisy_beats_make_no_vt_and_raise_technical() -> None:
-    events = beats_at(grid(0, 20, 0.8)) + beats_at(grid(20, 23, 0.4), "V", quality="noisy")
-    events += [rhythm(e, [], quality=("noisy", "noisy")) for e in (22.0, 24.0)]
+def test_beats_on_disconnected_leads_make_no_vt() -> None:
+    events = beats_at(grid(0, 20, 0.8)) + beats_at(grid(20, 23, 0.4), "V", quality="flat")
     rows, _, _ = run(events)
-    assert rows == [("noisy", "raised", 12.0, 22.0), ("noisy", "raised", 12.0, 22.0)]
+    assert rows == []
+
+
+def test_noise_suppresses_yellow_alarms_but_not_vt() -> None:
+    """A kurtosis SQI calls VT/VF "noisy" too, so noise must not silence red alarms."""
+    normal = grid(0.0, 12.0, 0.8)
+    big, t = [], 12.0
+    for _ in range(5):                                  # bigeminy 12..19.5 s, in the noise
+        big += [(t, "N"), (t + 0.5, "V")]
+        t += 1.5
+    vt = grid(20.0, 22.0, 0.4)                          # 5 V beats at 150 bpm
+    times = normal + [x for x, _ in big] + vt
+    events = beats_at(normal) + [beat(x, lab) for x, lab in big] + beats_at(vt, "V")
+    events += [rhythm(e, times, quality=("noisy", "noisy")) for e in grid(10.0, 24.0, 2.0)]
+    rows, _, _ = run(events)
+    # noisy needs 3 windows in a row (10, 12, 14 s; onset = start of the first = 0 s);
+    # bigeminy (4th V at 17.0 s) stays silent: no lead is good; VT at its 3rd beat (20.8 s)
+    assert rows == [("noisy", "raised", 0.0, 14.0), ("noisy", "raised", 0.0, 14.0),
+                    ("vt", "raised", 20.0, 20.8)]
 
 
 def test_bigeminy() -> None:
