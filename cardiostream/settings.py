@@ -108,6 +108,9 @@ class AlarmSettings(_Group):
     event_hold_s: float = Field(60.0, ge=0)       # couplet/pause/run alarms stay up this long
     technical_on_windows: int = Field(1, ge=1)    # windows with a bad lead to raise leads-off/noisy
     technical_off_windows: int = Field(2, ge=1)   # good windows to clear it
+    noisy_on_windows: int = Field(3, ge=1)        # noisy windows in a row to raise 'noisy'
+    asystole_max_ptp_mv: float = Field(0.5, gt=0)  # a lead not 'good' counts for asystole
+    #   only when it is this quiet (a larger signal without QRS is noise hiding beats)
     strip_s: float = Field(10.0, gt=0)            # evidence strip length around onset
     strip_fs_hz: float = Field(60.0, gt=0)        # evidence strip sample rate
 
