@@ -1,0 +1,156 @@
+"""`cardiostream replay`: recorded databases through the live pipeline, scored like evaluate.
+
+Each record becomes one device (pseudonymous id) replayed by the simulator into
+a fresh namespace of topics; the processor and inference worker run as real
+subprocesses; the results topic (the audit trail) is collected, turned into one
+WFDB annotation file per record with the same writer as ``cardiostream
+annotate``, and scored with the same EC57 scorer as ``cardiostream evaluate``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from cardiostream.schemas import BeatResult, RhythmResult, SchemaError, decode_result
+from cardiostream.settings import Settings
+from pipeline.launcher import Launcher
+from pipeline.stack import infra_up, isolated, start_workers, wait_workers_settled
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayConfig:
+    records: list[str]
+    speed: str = "max"
+    out: Path = Path("out/replay")
+    ext: str = "cs"
+    seconds: float | None = None
+    compare: Path | None = None
+    idle_s: float = 30.0            # results quiet this long after the simulator ends: done
+
+
+@dataclass(slots=True)
+class Collected:
+    beats: dict[str, list[BeatResult]] = field(default_factory=lambda: defaultdict(list))
+    rhythms: dict[str, list[RhythmResult]] = field(default_factory=lambda: defaultdict(list))
+    bad: int = 0
+    last_arrival: float = field(default_factory=time.monotonic)
+
+    @property
+    def n_beats(self) -> int:
+        return sum(len(v) for v in self.beats.values())
+
+
+def collect_results(settings: Settings, stop: threading.Event, into: Collected) -> None:
+    """Read the results topic from the beginning until ``stop``; keeps every result."""
+    from kafka import KafkaConsumer
+
+    from streamer.kafka_config import consumer_kwargs
+
+    consumer = KafkaConsumer(settings.topics.results,
+                             **consumer_kwargs(settings.kafka, group_id=None))
+    try:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    into.last_arrival = time.monotonic()
+                    try:
+                        res = decode_result(rec.value)
+                    except SchemaError:
+                        into.bad += 1
+                        continue
+                    target = into.beats if isinstance(res, BeatResult) else into.rhythms
+                    target[res.device_id].append(res)
+    finally:
+        consumer.close()
+
+
+def _speed(text: str) -> float:
+    return math.inf if text == "max" else float(text)
+
+
+def run_replay(settings: Settings, cfg: ReplayConfig, console: Console) -> int:
+    from streamer.simulator import DeviceSpec, Simulator
+
+    run_id = uuid.uuid4().hex[:8]
+    settings = isolated(settings, run_id)
+    console.print(f"replay {run_id}: {len(cfg.records)} records at speed {cfg.speed}")
+    infra_up(settings)
+    devices = [DeviceSpec(f"replay-{i:03d}", name) for i, name in enumerate(cfg.records)]
+    collected, stop = Collected(), threading.Event()
+    collector = threading.Thread(target=collect_results, args=(settings, stop, collected),
+                                 daemon=True)
+    t0 = time.monotonic()
+    with Launcher(settings) as launcher:
+        start_workers(launcher, metrics=False)
+        wait_workers_settled(launcher)
+        collector.start()
+        sim = Simulator(settings, devices, speed=_speed(cfg.speed), loop=False,
+                        record_s=cfg.seconds)
+        stats = sim.run()
+        console.print(f"simulator: {stats.chunks_sent} chunks in {stats.wall_s:.1f} s")
+        _wait_quiet(collected, launcher, cfg.idle_s, console)
+        stop.set()
+        collector.join(timeout=10)
+    console.print(f"collected {collected.n_beats} beat results in {time.monotonic() - t0:.0f} s")
+    return _write_and_score(settings, cfg, devices, sim.start_us, collected, console)
+
+
+def _wait_quiet(collected: Collected, launcher: Launcher, idle_s: float,
+                console: Console) -> None:
+    while time.monotonic() - collected.last_arrival < idle_s:
+        dead = launcher.check_alive()
+        if dead:
+            logs = launcher.settings.paths.run_dir / "logs"
+            raise RuntimeError(f"worker(s) {dead} died during replay; see {logs}")
+        time.sleep(1.0)
+        console.print(f"  … {collected.n_beats} beats so far", end="\r")
+
+
+def _write_and_score(settings: Settings, cfg: ReplayConfig, devices, start_us: dict[str, int],
+                     collected: Collected, console: Console) -> int:
+    from cardiostream.annotate import write_annotations
+    from cardiostream.records import record_path
+    from cardiostream.result_annotations import annotations_from_results
+    from cardiostream.score_report import write_outputs
+    from cardiostream.scoring import score_records
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    fs_hz = 360.0
+    for dev in devices:
+        ann = annotations_from_results(collected.beats[dev.device_id],
+                                       collected.rhythms[dev.device_id],
+                                       start_us[dev.device_id], fs_hz)
+        write_annotations(cfg.out, dev.record, cfg.ext, fs_hz, ann)
+        header = record_path(settings.paths.mitdb, dev.record).with_suffix(".hea")
+        (cfg.out / header.name).write_bytes(header.read_bytes())
+    report = score_records(settings.paths.mitdb, cfg.out, cfg.records, cfg.ext,
+                           convention="dechazal")
+    write_outputs([report], cfg.out / "replay.json", cfg.out / "replay.md", cfg.out / "replay.png")
+    console.print(f"scored: {cfg.out / 'replay.md'}")
+    if cfg.compare is not None:
+        return _compare(report, cfg.compare, console)
+    return 0
+
+
+def _compare(report, evaluate_json: Path, console: Console) -> int:
+    """Print streamed vs offline gross Se/+P per class; non-zero exit above 0.1 points."""
+    offline = json.loads(evaluate_json.read_text())
+    offline = offline.get("dechazal", offline)
+    worst = 0.0
+    for cls, stats in report.gross_classes.items():
+        for key in ("se", "ppv"):
+            a, b = stats.get(key), offline["classes"].get(cls, {}).get(key)
+            if a is None or b is None:
+                continue
+            worst = max(worst, abs(a - b))
+            console.print(f"{cls} {key}: stream {a:.2f} offline {b:.2f} diff {a - b:+.2f}")
+    return 0 if worst <= 0.1 else 1
