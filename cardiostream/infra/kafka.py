@@ -178,7 +178,8 @@ def _format(settings: Settings, kafka: KafkaNode) -> float:
 def admin_kwargs(kafka: KafkaNode) -> dict[str, object]:
     """kafka-python client arguments for this broker (SASL ones for the secured broker)."""
     kwargs: dict[str, object] = {"bootstrap_servers": kafka.bootstrap,
-                                 "client_id": "cardiostream-infra", "request_timeout_ms": 5000}
+                                 "client_id": "cardiostream-infra", "request_timeout_ms": 5000,
+                                 "bootstrap_timeout_ms": 5000}
     if kafka.secure:
         kwargs.update(security_protocol="SASL_PLAINTEXT", sasl_mechanism=SCRAM_MECHANISM,
                       sasl_plain_username=kafka.username, sasl_plain_password=kafka.password)

@@ -59,6 +59,12 @@ def running_pid(proc: Proc) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     cmd = _cmdline(pid)
+    for _ in range(50):
+        # Right after fork/exec the kernel may briefly show an empty command line.
+        if cmd != "":
+            break
+        time.sleep(0.01)
+        cmd = _cmdline(pid)
     if cmd is None or proc.marker not in cmd:
         proc.pid_file.unlink(missing_ok=True)
         return None

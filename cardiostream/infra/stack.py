@@ -86,6 +86,14 @@ def down(settings: Settings, names: Iterable[str] | None = None) -> list[str]:
     return [name for name in STOP_ORDER if name in wanted and stoppers[name]()]
 
 
+def running(settings: Settings) -> set[str]:
+    """Names of the services whose process is alive (pid files only, no health probes)."""
+    pids = {"kafka": kafka.status(settings)[0], "kafka-secure": kafka.status(settings, True)[0],
+            "redis": redis.status(settings)[0], "redis-secure": redis.status(settings, True)[0],
+            "prometheus": prometheus.status(settings)}
+    return {name for name, pid in pids.items() if pid is not None}
+
+
 def status(settings: Settings) -> list[ServiceStatus]:
     """One row per service, with a live health probe for the plain ones."""
     rows = []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from cardiostream.infra.errors import InfraError
 from cardiostream.infra.kafka import KafkaNode, admin_kwargs, node
 from cardiostream.settings import Settings
 
@@ -31,8 +34,33 @@ def ensure(settings: Settings, kafka: KafkaNode | None = None) -> None:
         grow = {t: NewPartitions(want) for t in topic_names(settings) if 0 < have.get(t, 0) < want}
         if grow:
             admin.create_partitions(grow)
+        if missing or grow:
+            _wait_led(admin, topic_names(settings), want)
     finally:
         admin.close()
+
+
+def _wait_led(admin, names: list[str], partitions: int, timeout_s: float = 30.0) -> None:  # noqa: ANN001
+    """Block until every partition of ``names`` has a leader in the broker's metadata.
+
+    CreateTopics returns once the controller has the topic; producers that start
+    before the broker's metadata cache catches up see NOT_LEADER errors.
+    """
+    from kafka.errors import KafkaError
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            described = admin.describe_topics(names)
+        except KafkaError:
+            described = []
+        led = {t.get("name", t.get("topic")) for t in described
+               if t["error_code"] == 0 and len(t["partitions"]) >= partitions
+               and all(p["leader_id"] >= 0 for p in t["partitions"])}
+        if led >= set(names):
+            return
+        time.sleep(0.1)
+    raise InfraError(f"topics {', '.join(names)} have no leader after {timeout_s:.0f} s")
 
 
 def delete(names: list[str], kafka: KafkaNode) -> None:
