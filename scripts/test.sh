@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`, also run by .ci/run):
+#   1. install what is missing (Python packages only when an import fails: torch is huge;
+#      Java/Maven from Debian; redis-server and prometheus are installed by `infra up`),
+#   2. start Kafka, Redis and Prometheus on loopback (`cardiostream infra up --with-prometheus`),
+#   3. run pytest (extra arguments are passed on, e.g. `make test ARGS="-m 'not slow'"`),
+#   4. ALWAYS stop the infrastructure again, and exit with pytest's status.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+PYTHON="${PYTHON:-python3}"
+# Import this checkout's code even where an editable install points at another clone.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+say() { echo "[make test] $*" >&2; }
+cli() { "$PYTHON" -m cardiostream.cli "$@"; }
+
+apt_install() {
+    command -v apt-get >/dev/null || { say "error: $1 is missing and apt-get is not available"; exit 1; }
+    say "installing $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null \
+        || { DEBIAN_FRONTEND=noninteractive apt-get update >/dev/null \
+             && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >/dev/null; } \
+        || { say "error: apt-get install $* failed"; exit 1; }
+}
+
+MODULES="numpy scipy wfdb pydantic pydantic_settings typer rich kafka aiokafka faust redis
+         prometheus_client grafana_client matplotlib torch pytest pytest_timeout hypothesis"
+if ! "$PYTHON" - $MODULES <<'PY'
+import importlib.util, sys
+missing = [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]
+if missing:
+    print("[make test] missing Python modules: " + " ".join(missing), file=sys.stderr)
+    sys.exit(1)
+PY
+then
+    say "pip install -e '.[dev]'"
+    "$PYTHON" -m pip install -q -e '.[dev]' || { say "error: pip install failed"; exit 1; }
+fi
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null || apt_install maven
+# `docker compose config` (tests/test_compose.py; no engine needed) when the Docker client is here.
+if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
+        && [ -x scripts/install-docker-compose.sh ]; then
+    say "installing the docker compose plugin (scripts/install-docker-compose.sh)"
+    mkdir -p .run
+    scripts/install-docker-compose.sh >.run/install-docker-compose.log 2>&1 \
+        || say "warning: docker compose plugin not installed; see .run/install-docker-compose.log"
+fi
+
+stop_infra() {
+    local log="$REPO/.run/infra-down.log"
+    mkdir -p "$REPO/.run"
+    cli infra down >"$log" 2>&1 || say "warning: infra down failed; see $log"
+}
+trap stop_infra EXIT
+trap 'exit 130' INT TERM
+
+start=$(date +%s)
+cli infra up --with-prometheus || { say "error: infra up failed"; exit 1; }
+say "infrastructure up in $(( $(date +%s) - start )) s"
+
+"$PYTHON" -m pytest -p no:cacheprovider "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+    say "pytest collected no tests"
+fi
+# Stop now (quietly) so that pytest's summary line stays the last line printed.
+trap - EXIT
+stop_infra
+exit "$status"
