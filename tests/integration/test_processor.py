@@ -152,3 +152,120 @@ def test_online_beats_equal_offline_for_three_records(topic_factory, data_dir, t
         assert [(a.rr_prev_s, a.rr_next_s, a.quality) for a in got] == \
                [(b.rr_prev_s, b.rr_next_s, b.quality) for b in want]
     _assert_clean_log(worker)
+
+
+# ----------------------------------------------------------------------------- 2
+
+
+class Streamer(threading.Thread):
+    """Devices sending their chunks paced at ``speed`` x real time, plus bad records."""
+
+    def __init__(self, settings: Settings, chunks: dict[str, list[SampleChunk]], speed: float,
+                 bad: list[tuple[float, bytes, bytes]]) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.chunks, self.speed = settings, chunks, speed
+        self.bad = sorted(bad, key=lambda b: b[0])
+        self.device_s = 0.0          # device time sent so far
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            self.error = exc
+
+    def _run(self) -> None:
+        producer = _producer(self.settings)
+        n = max(len(c) for c in self.chunks.values())
+        wall0 = time.monotonic()
+        bad = list(self.bad)
+        for k in range(n):
+            end_s = (k + 1) * 0.5
+            time.sleep(max(0.0, wall0 + end_s / self.speed - time.monotonic()))
+            for chunks in self.chunks.values():
+                _send(producer, self.settings, chunks[k])
+            while bad and bad[0][0] <= end_s:
+                _, key, value = bad.pop(0)
+                producer.send(self.settings.topics.samples, key=key, value=value)
+            self.device_s = end_s
+        for chunks in self.chunks.values():
+            _send(producer, self.settings, _terminator(chunks[-1]))
+        producer.flush()
+        producer.close()
+
+
+def _bad_records(sample: SampleChunk) -> list[tuple[bytes, bytes, str]]:
+    """(key, raw value, expected dead-letter reason)."""
+    good = encode_chunk(sample)
+    json_missing = chunk_to_json(sample).replace(b'"seq"', b'"sequence"')
+    return [(sample.device_id.encode(), b"\x00\x01 not a chunk", "bad_magic"),
+            (b"bed-impostor", good, "key_mismatch"),
+            (sample.device_id.encode(), good[:30], "truncated"),
+            (sample.device_id.encode(), b'{"v": 1, "device_id": ', "bad_json"),
+            (sample.device_id.encode(), json_missing, "missing_field")]
+
+
+def _short(rec: Record, seconds: float) -> Record:
+    n = round(seconds * rec.fs_hz)
+    return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline, rec.adc[:, :n])
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, tmp_path):
+    settings = _settings(topic_factory)
+    seconds, speed, kill_at_s = 90.0, 2.0, 40.0
+    start_us = time.time_ns() // 1000 - 60 * _US
+    names = ("100", "101", "105", "119", "208", "232")
+    records = {f"bed-{n}": _short(load_record(data_dir / "mitdb", n, sampto=33_000), seconds)
+               for n in names}
+    chunks = {d: list(iter_chunks(r, d, start_us)) for d, r in records.items()}
+    bad = _bad_records(chunks["bed-100"][3])
+    streamer = Streamer(settings, chunks, speed,
+                        [(10.0, k, v) for k, v, _ in bad] + [(70.0, k, v) for k, v, _ in bad])
+
+    first = _worker(settings, tmp_path, "worker-1")
+    first.wait_for('cardiostream_worker_heartbeat_timestamp_seconds{component="processor"}',
+                   1.0, 60)
+    streamer.start()
+    while streamer.device_s < kill_at_s:
+        time.sleep(0.1)
+    first.kill()
+    killed_at_s = streamer.device_s
+    time.sleep(2.0)
+    second = _worker(settings, tmp_path, "worker-2")
+    try:
+        streamer.join(timeout=seconds / speed + 60)
+        assert streamer.error is None and not streamer.is_alive()
+        offline = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True).beats
+                   for d, r in records.items()}
+        last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
+
+        def done(recs):
+            got = _beats_by_device(recs)
+            return all(got[d] and max(got[d]) >= last_r[d] for d in records)
+
+        online = _beats_by_device(_read_all(settings, settings.topics.windows, done, 300))
+        dead = _read_all(settings, settings.topics.dead_letter,
+                         lambda recs: len(recs) >= 2 * len(bad), 60, quiet_s=2.0)
+        assert second.running
+    finally:
+        second.stop()
+
+    band = (start_us + round((killed_at_s - 20) * _US), start_us + round((killed_at_s + 20) * _US))
+    for device, beats in offline.items():
+        want = {w.r_time_us for w in beats}
+        got = set(online[device])
+        outside = {t for t in want | got if not band[0] <= t <= band[1]}
+        assert want & outside == got & outside, f"{device}: beats differ outside the warm-up band"
+        print(f"{device}: {len(want)} offline beats, lost {len(want - got)}, "
+              f"extra {len(got - want)} (outside the band around the kill: none)")
+        assert len(want - got) <= 1, f"{device}: lost {sorted(want - got)}"
+        assert len(got - want) <= 1, f"{device}: invented {sorted(got - want)}"
+        assert max(got) >= start_us + round((killed_at_s + 30) * _US)   # resumed
+    letters = [decode_dead_letter(r.value) for r in dead]
+    got_letters = {(dl.reason, base64.b64decode(dl.raw_b64)) for dl in letters}
+    assert {(reason, raw) for _, raw, reason in bad} <= got_letters
+    assert all(dl.stage == "processor" for dl in letters)
+    text = second.log_path.read_text(errors="replace")
+    assert "warm-up" in text
+    _assert_clean_log(second)
