@@ -269,3 +269,68 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     text = second.log_path.read_text(errors="replace")
     assert "warm-up" in text
     _assert_clean_log(second)
+
+
+# ----------------------------------------------------------------------------- 3
+
+
+def _piece(rec: Record, first: int, stop: int, n: int = 180) -> Record:
+    return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline,
+                  rec.adc[:, first * n:stop * n])
+
+
+def _positions(beats, start_us: int, fs_hz: float) -> list[int]:
+    return sorted(round((w.r_time_us - start_us) * fs_hz / _US) for w in beats)
+
+
+@pytest.mark.slow
+def test_duplicates_reorder_gap_and_rate_change_through_the_broker(topic_factory, data_dir,
+                                                                    tmp_path):
+    settings = _settings(topic_factory, partitions=2)
+    start_us = time.time_ns() // 1000 - 120 * _US
+    rec = load_record(data_dir / "mitdb", "100", sampto=40 * 360)
+    chunks = list(iter_chunks(rec, "seq-dev", start_us))              # seq 0..79, 0.5 s each
+    order = [*range(10), 9, 11, 10, *range(12, 30), 29, *range(50, 80)]   # hole: 30..49
+    rec250 = resample_record(_piece(rec, 0, 20), 250.0)
+    later = [SampleChunk(c.device_id, c.seq + 80, c.t0_us, c.fs_hz, c.leads, c.gain,
+                         c.baseline, c.adc, c.unit)
+             for c in iter_chunks(rec250, "seq-dev", chunks[-1].end_us)]
+    producer = _producer(settings)
+    for k in order:
+        _send(producer, settings, chunks[k])
+    for c in later:
+        _send(producer, settings, c)
+    _send(producer, settings, _terminator(later[-1]))
+    producer.flush()
+
+    worker = _worker(settings, tmp_path, "worker")
+    try:
+        segments = (chunks[0].t0_us, chunks[50].t0_us, later[0].t0_us)
+
+        def done(recs):
+            return any(decode_window(r.value).segment == segments[2] for r in recs)
+
+        windows = [decode_window(r.value) for r in
+                   _read_all(settings, settings.topics.windows, done, 240)]
+        m = worker.metrics()
+    finally:
+        worker.stop()
+    beats = defaultdict(list)
+    for w in windows:
+        if w.kind == "beat":
+            beats[w.segment].append(w)
+    assert set(beats) == set(segments)
+    # Duplicates dropped and the reorder put right: the first segment is the offline record.
+    first = process_record(_piece(rec, 0, 30), DEFAULT_SPEC, 0.5, "seq-dev", start_us).beats
+    assert _positions(beats[segments[0]], start_us, 360.0) == _positions(first, start_us, 360.0)
+    # The gap restarted the detector cleanly at chunk 50.
+    second = process_record(_piece(rec, 50, 80), DEFAULT_SPEC, 0.5, "seq-dev", segments[1]).beats
+    assert _positions(beats[segments[1]], segments[1], 360.0) == \
+        _positions(second, segments[1], 360.0)
+    # The rate change restarted the device at 250 Hz (resampled to the spec's 360 Hz).
+    third = process_record(rec250, DEFAULT_SPEC, 0.5, "seq-dev", segments[2]).beats
+    assert sorted(w.r_time_us for w in beats[segments[2]]) == sorted(w.r_time_us for w in third)
+    assert m["cardiostream_duplicates_total"] == 2
+    assert m["cardiostream_reordered_total"] == 1
+    assert m["cardiostream_gaps_total"] == 2            # the hole, and the terminator's jump
+    _assert_clean_log(worker)
