@@ -125,6 +125,7 @@ class ProcessorSettings(_Group):
     reorder_max_wait_s: float = Field(2.0, ge=0)     # device time a hole may stay open
     time_tolerance_s: float = Field(0.02, gt=0)      # t0 jump above this is a gap
     idle_flush_s: float = Field(5.0, gt=0)           # wall time before held chunks are flushed
+    device_idle_s: float = Field(120.0, gt=0)        # silent this long: segment closed, forgotten
     session_timeout_s: float = Field(10.0, gt=0)     # a killed worker's partitions move after this
     commit_interval_s: float = Field(1.0, gt=0)
     web_port: int | None = None                      # Faust web UI; None = disabled

@@ -95,7 +95,9 @@ class Processor:
 
     async def tick(self) -> None:
         """Every second: flush idle devices, export lag, heartbeat while the stream moves."""
-        await self._send(self.pipeline.flush_idle(self.settings.processor.idle_flush_s))
+        cfg = self.settings.processor
+        await self._send(self.pipeline.flush_idle(cfg.idle_flush_s))
+        await self._send(self.pipeline.expire_idle(cfg.device_idle_s))
         lag = self._lag()
         now = time.monotonic()
         if self.records != self._last_records or lag == 0:

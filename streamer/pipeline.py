@@ -109,6 +109,23 @@ class Pipeline:
                 self._feed(dev, seq_out, out, emit=True)
         return out
 
+    def expire_idle(self, idle_s: float) -> Output:
+        """Close and forget devices silent for ``idle_s`` wall seconds (pending beats emitted).
+
+        Bounds memory when devices leave; a device that comes back starts a new segment.
+        """
+        out = Output()
+        now = time.monotonic()
+        for device_id in [d for d, dev in self.devices.items() if now - dev.last_wall_s >= idle_s]:
+            dev = self.devices.pop(device_id)
+            dev.seq, seq_out = sequencing.flush(dev.seq, self.seq_cfg)
+            self._feed(dev, seq_out, out, emit=True)
+            if dev.dsp is not None and self.dsp.flush is not None:
+                _, flushed = self.dsp.flush(dev.dsp)
+                self._emit(dev, flushed, "beat", out)
+            self.stats["devices_expired"] += 1
+        return out
+
     def drop_partitions(self, partitions: set[int]) -> int:
         """Forget devices of partitions this worker no longer owns (or must warm up again)."""
         gone = [d for d, dev in self.devices.items() if dev.partition in partitions]

@@ -141,3 +141,15 @@ def test_a_reset_emits_the_old_segments_pending_beats_first():
     got = [(w.segment, w.r_time_us) for w in (decode_window(v) for _, v in out.windows)]
     assert got == [(T0, -1), (T0 + 50 * 500_000, T0 + 50 * 500_000)]
     assert not feed(p, chunk(2, slot=51), emit=False).windows
+
+
+def test_idle_devices_are_flushed_then_forgotten():
+    p = make_pipeline()
+    feed(p, chunk(0))
+    feed(p, chunk(2))                          # held behind hole 1
+    assert not p.flush_idle(idle_s=3600).windows
+    out = p.flush_idle(idle_s=0.0)             # device went quiet: the hole is a gap
+    assert [decode_window(v).r_time_us for _, v in out.windows] == [T0 + 2 * 500_000]
+    assert p.stats["reset_flush"] == 1
+    p.expire_idle(idle_s=0.0)
+    assert not p.devices and p.stats["devices_expired"] == 1
