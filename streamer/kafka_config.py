@@ -72,7 +72,7 @@ def pick_compression(preference: str = "auto") -> str | None:
     return preference
 
 
-def producer_kwargs(kafka: KafkaSettings, *, compression: str = "auto", linger_ms: int = 20,
+def producer_kwargs(kafka: KafkaSettings, *, compression: str = "auto", linger_ms: int = 50,
                     batch_size: int = 256 * 1024) -> dict[str, Any]:
     """A durable producer: acks from all in-sync replicas, idempotent (no duplicates on retry)."""
     if linger_ms < 0 or batch_size <= 0:

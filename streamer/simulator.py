@@ -56,7 +56,8 @@ class SimulatorStats:
     bytes_sent: int = 0
     send_errors: int = 0
     max_late_s: float = 0.0       # worst lateness of a chunk against its 1x/Nx schedule
-    wall_s: float = 0.0
+    wall_s: float = 0.0           # wall time from the first scheduled chunk to the end of flush
+    cpu_s: float = 0.0            # process CPU time (all threads, incl. the producer's) in wall_s
     faults: F.FaultCounts = field(default_factory=F.FaultCounts)
 
 
@@ -189,7 +190,7 @@ class Simulator:
                  loop: bool = False, faults: F.FaultConfig = F.NO_FAULTS,
                  chunk_s: float = 0.5, topic: str | None = None,
                  duration_s: float | None = None, record_s: float | None = None,
-                 compression: str = "auto", linger_ms: int = 20,
+                 compression: str = "auto", linger_ms: int = 50,
                  stats: SimulatorStats | None = None,
                  producer_factory: Callable[[], object] | None = None) -> None:
         if not (speed > 0):
@@ -203,6 +204,7 @@ class Simulator:
         self.stats = stats or SimulatorStats()
         self._compression, self._linger_ms = compression, linger_ms
         self._producer_factory = producer_factory or self._kafka_producer
+        self.start_us: dict[str, int] = {}   # device -> device time of its record's sample 0
 
     def _kafka_producer(self) -> object:
         from kafka import KafkaProducer
@@ -237,6 +239,7 @@ class Simulator:
             state = F.new_state(self.faults, dev.device_id, self.stats.faults)
             if noise is not None:
                 state.noise_pos = int(state.rng.integers(0, noise.noise_mv.shape[1]))
+            self.start_us[dev.device_id] = wall0_us + phase_us
             gen = iter_scheduled(rec, dev.device_id, wall0_us + phase_us, self.chunk_s,
                                  self.faults, unit=dev.unit, loop=self.loop, noise=noise,
                                  fault_state=state)
@@ -251,13 +254,14 @@ class Simulator:
         producer = self._producer_factory()
         streams = self._streams(prepared, round(time.time() * _US))
         self.stats.devices = len(streams)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), time.process_time()
         try:
             self._loop(producer, streams, t0, stop)
         finally:
             producer.flush()
-            producer.close()
             self.stats.wall_s = time.monotonic() - t0
+            self.stats.cpu_s = time.process_time() - cpu0
+            producer.close()
         return self.stats
 
     def _loop(self, producer, streams, t0: float, stop: threading.Event) -> None:

@@ -39,7 +39,7 @@ def simulate(
     topic: Annotated[str | None, Opt(help="Samples topic (default: settings).")] = None,
     bootstrap_servers: Annotated[str | None, Opt(help="host:port[,host:port].")] = None,
     compression: Annotated[str, Opt(help="auto|none|gzip|lz4|zstd|snappy.")] = "auto",
-    linger_ms: Annotated[int, Opt(min=0, help="Producer batching delay.")] = 20,
+    linger_ms: Annotated[int, Opt(min=0, help="Producer batching delay.")] = 50,
     seed: Annotated[int, Opt(help="Seed of every fault generator.")] = 0,
     fault_drop: Annotated[float, Opt(help="P(chunk dropped).")] = 0.0,
     fault_duplicate: Annotated[float, Opt(help="P(chunk sent twice).")] = 0.0,
@@ -52,6 +52,8 @@ def simulate(
                                          "(baseline wander).")] = "ma",
     fault_noise_snr_db: Annotated[float, Opt(help="Noise burst SNR, dB.")] = 6.0,
     fault_jitter_ms: Annotated[float, Opt(help="Std dev of device clock jitter, ms.")] = 0.0,
+    metrics_port: Annotated[int | None, Opt(help="Prometheus port (default: settings; "
+                                            "0 = any, -1 = off).")] = None,
 ) -> None:
     """Replay WFDB records as simulated devices into the samples topic (kafka-python)."""
     import logging
@@ -91,12 +93,30 @@ def simulate(
     typer.echo(f"{len(specs)} devices -> {settings.topics.samples} at "
                f"{settings.kafka.bootstrap_servers}, speed {speed}, "
                f"{'loop' if loop else 'once'}", err=True)
-    stats = _run(sim, stop)
+    exporter = _export_metrics(sim, settings, metrics_port)
+    try:
+        stats = _run(sim, stop)
+    finally:
+        if exporter is not None:
+            exporter.stop()
     typer.echo(f"sent {stats.chunks_sent} chunks, {stats.samples_sent} samples, "
                f"{stats.bytes_sent} bytes in {stats.wall_s:.1f} s; send errors "
                f"{stats.send_errors}; faults {stats.faults}", err=True)
     if stats.send_errors:
         raise typer.Exit(1)
+
+
+def _export_metrics(sim, settings, port: int | None):  # noqa: ANN001, ANN202 - lazy types
+    """Serve /metrics and copy the simulator's live counters into it; None when off."""
+    from cardiostream.metrics import start_metrics_server
+    from streamer.simulator_metrics import StatsExporter
+
+    port = settings.metrics.simulator_port if port is None else port
+    if port < 0:
+        return None
+    exporter = StatsExporter(sim.stats).start()
+    typer.echo(f"simulator metrics on :{start_metrics_server(port)}/metrics", err=True)
+    return exporter
 
 
 def _run(sim, stop):  # noqa: ANN001, ANN202 - lazily imported types
