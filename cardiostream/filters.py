@@ -19,6 +19,11 @@ from scipy import signal as sps
 
 from cardiostream.signal import SignalSpec
 
+try:  # the C kernel behind scipy.signal.sosfilt: same arithmetic, without ~40 us of checks
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - a scipy that moved it: fall back to the public API
+    _sosfilt_kernel = None
+
 NOTCH_Q = 30.0          # -3 dB width fs/Q: 1.7 Hz at 50 Hz, 2 Hz at 60 Hz
 HIGHPASS_ORDER = 2      # Butterworth; low order keeps the ST segment's phase error small
 LOWPASS_ORDER = 4
@@ -60,13 +65,29 @@ def steady_state_zi(sos: np.ndarray, first: np.ndarray) -> np.ndarray:
     return zi[:, None, :] * np.asarray(first, dtype=np.float64)[None, :, None]
 
 
+def sos_step(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
+    """Filter rows of ``x`` (n_signals, n) with delays ``zi`` (n_signals, n_sections, 2),
+    updating ``zi`` in place; returns a new array.  ``sos`` must be C-contiguous float64.
+
+    This is exactly ``scipy.signal.sosfilt(sos, x, axis=-1, zi=...)`` with the state
+    kept in the kernel's own layout, so the per-chunk overhead is a copy, not a validation.
+    """
+    y = np.array(x, dtype=np.float64, order="C")
+    if _sosfilt_kernel is not None:
+        _sosfilt_kernel(sos, y, zi)
+        return y
+    y, zi_new = sps.sosfilt(sos, y, axis=-1, zi=np.moveaxis(zi, 0, 1))
+    zi[...] = np.moveaxis(zi_new, 1, 0)
+    return y
+
+
 @dataclass(slots=True)
 class FilterState:
     """One device's filter delays. ``sos`` is shared and read-only."""
 
     sos: np.ndarray               # (n_sections, 6)
     n_leads: int
-    zi: np.ndarray | None = None  # (n_sections, n_leads, 2); None until the first sample
+    zi: np.ndarray | None = None  # (n_leads, n_sections, 2); None until the first sample
     n_seen: int = 0               # samples filtered so far in this segment
 
 
@@ -90,8 +111,8 @@ def filter_step(state: FilterState, x: np.ndarray) -> tuple[FilterState, np.ndar
     if x.shape[1] == 0:
         return state, np.empty_like(x)
     if state.zi is None:
-        state.zi = steady_state_zi(state.sos, x[:, 0])
-    y, state.zi = sps.sosfilt(state.sos, x, axis=-1, zi=state.zi)
+        state.zi = np.ascontiguousarray(np.moveaxis(steady_state_zi(state.sos, x[:, 0]), 1, 0))
+    y = sos_step(state.sos, x, state.zi)
     state.n_seen += x.shape[1]
     return state, y
 

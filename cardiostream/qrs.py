@@ -34,6 +34,8 @@ import numpy as np
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
+from cardiostream.filters import sos_step
+
 
 @dataclass(frozen=True, slots=True)
 class QRSParams:
@@ -72,9 +74,7 @@ class _Plan:
     """Parameters in samples at one rate, plus the shared filter coefficients."""
 
     bp_sos: np.ndarray
-    env_b: np.ndarray
-    env_a: np.ndarray
-    mwi_b: np.ndarray
+    env_sos: np.ndarray            # single-pole low-pass as one SOS section
     mwi: int
     half: int
     refractory: int
@@ -92,9 +92,9 @@ def plan_for(params: QRSParams, fs_hz: float) -> _Plan:
     rr_max = round(params.rr_max_s * fs_hz)
     half = round(params.peak_half_s * fs_hz)
     hist = round(params.searchback_rr * rr_max) + half + 2 * mwi + 8
-    return _Plan(bp, np.array([alpha]), np.array([1.0, alpha - 1.0]), np.full(mwi, 1.0 / mwi),
-                 mwi, half, round(params.refractory_s * fs_hz), round(params.twave_s * fs_hz),
-                 round(params.learn_s * fs_hz), rr_max, hist)
+    env = np.array([[alpha, 0.0, 0.0, 1.0, alpha - 1.0, 0.0]])
+    return _Plan(np.ascontiguousarray(bp), env, mwi, half, round(params.refractory_s * fs_hz),
+                 round(params.twave_s * fs_hz), round(params.learn_s * fs_hz), rr_max, hist)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +114,14 @@ class QRSState:
     n_leads: int
     params: QRSParams = DEFAULT_QRS
     n: int = 0                         # samples seen in this segment
-    bp_zi: np.ndarray | None = None
-    env_zi: np.ndarray | None = None
-    mwi_zi: np.ndarray | None = None
-    raw_zi: np.ndarray | None = None
+    bp_zi: np.ndarray | None = None    # (n_leads, sections, 2) band-pass delays
+    env_zi: np.ndarray | None = None   # (n_leads, 1, 2) energy-normaliser delays
+    csum: np.ndarray | None = None     # (2, mwi) last cumulative sums (integrator)
     prev_bp: np.ndarray | None = None
     hist_x: np.ndarray | None = None   # (n_leads, h) filtered input, last h samples
     hist_f: np.ndarray | None = None   # (h,) normalised integrated feature
     hist_ce: np.ndarray | None = None  # (h,) normalised energy (slope measure)
-    hist_g: np.ndarray | None = None   # (n_leads, h) per-lead 1/sqrt(env): fiducial weights
+    hist_g: np.ndarray | None = None   # (n_leads, h) per-lead energy level: fiducial weights
     scan_from: int = 0                 # first undecided candidate sample
     learned: bool = False
     qrs_peaks: list[float] = field(default_factory=list)
@@ -146,24 +145,36 @@ def new_qrs_state(fs_hz: float, n_leads: int, params: QRSParams = DEFAULT_QRS) -
 
 
 def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(n_leads, n) filtered mV → normalised energy ce (n,), feature f (n,), weights."""
+    """(n_leads, n) filtered mV → normalised energy ce (n,), feature f (n,), weights.
+
+    The integrator is a running sum over a carried cumulative sum: the same sequential
+    additions whatever the chunking, so chunked == one-shot bit for bit.
+    """
     if st.bp_zi is None:
-        st.bp_zi = np.zeros((p.bp_sos.shape[0], st.n_leads, 2))
+        st.bp_zi = np.zeros((st.n_leads, p.bp_sos.shape[0], 2))
         st.prev_bp = np.zeros((st.n_leads, 1))
-        st.env_zi = np.full((st.n_leads, 1), (1.0 - p.env_b[0]) * st.params.env_prior)
-        st.mwi_zi = np.zeros(p.mwi - 1)
-        st.raw_zi = np.zeros(p.mwi - 1)
-    bp, st.bp_zi = sps.sosfilt(p.bp_sos, x, axis=-1, zi=st.bp_zi)
-    d = np.diff(bp, axis=-1, prepend=st.prev_bp)
+        st.env_zi = np.zeros((st.n_leads, 1, 2))
+        st.env_zi[:, 0, 0] = (1.0 - p.env_sos[0, 0]) * st.params.env_prior
+        st.csum = np.zeros((2, p.mwi))
+    bp = sos_step(p.bp_sos, x, st.bp_zi)
+    d = np.empty_like(bp)
+    d[:, 0] = bp[:, 0] - st.prev_bp[:, 0]
+    np.subtract(bp[:, 1:], bp[:, :-1], out=d[:, 1:])
     st.prev_bp = bp[:, -1:]
     e = d * d
-    env, st.env_zi = sps.lfilter(p.env_b, p.env_a, e, axis=-1, zi=st.env_zi)
+    env = sos_step(p.env_sos, e, st.env_zi)
     env += st.params.env_floor
-    ce = (e / env).mean(axis=0)
-    f, st.mwi_zi = sps.lfilter(p.mwi_b, [1.0], ce, zi=st.mwi_zi)
-    raw, st.raw_zi = sps.lfilter(p.mwi_b, [1.0], e.mean(axis=0), zi=st.raw_zi)
-    f[raw < st.params.min_energy] = 0.0     # too little absolute energy to be a QRS
-    return ce, f, 1.0 / np.sqrt(env)
+    inv_leads = 1.0 / st.n_leads
+    rows = np.empty((2, e.shape[1] + 1))
+    rows[:, 0] = st.csum[:, -1]
+    np.multiply(np.add.reduce(e / env, axis=0), inv_leads, out=rows[0, 1:])  # normalised
+    np.multiply(np.add.reduce(e, axis=0), inv_leads, out=rows[1, 1:])        # absolute
+    c = np.concatenate([st.csum[:, :-1], np.cumsum(rows, axis=1)], axis=1)
+    st.csum = c[:, -p.mwi:]
+    mwi = (c[:, p.mwi:] - c[:, :-p.mwi]) * (1.0 / p.mwi)
+    f = mwi[0]
+    f[mwi[1] < st.params.min_energy] = 0.0              # too little energy to be a QRS
+    return rows[0, 1:], f, env
 
 
 def _append(st: QRSState, p: _Plan, x, ce, f, g) -> None:
@@ -183,16 +194,24 @@ def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
     lo = max(h0, st.scan_from - p.half)
     seg = st.hist_f[lo - h0:]
     mx = maximum_filter1d(seg, size=2 * p.half + 1, mode="nearest")
-    i = np.arange(seg.shape[0])
-    rise = np.empty(seg.shape[0], dtype=bool)
-    rise[0] = False
-    rise[1:] = seg[1:] > seg[:-1]
-    ok = (seg == mx) & rise & (i + lo >= st.scan_from) & (i + lo < horizon)
-    return (np.flatnonzero(ok) + lo).tolist()
+    a, b = st.scan_from - lo, horizon - lo
+    v = seg[a:b]
+    ok = v == mx[a:b]
+    if a > 0:
+        ok &= v > seg[a - 1:b - 1]
+    else:                                    # segment start: sample 0 has no left neighbour
+        ok[1:] &= v[1:] > v[:-1]
+        ok[0] = False
+    return (np.flatnonzero(ok) + st.scan_from).tolist()
 
 
 def _median(values: list[float]) -> float:
-    return float(np.median(values)) if values else 0.0
+    """np.median's value for a short list, without numpy's per-call overhead."""
+    if not values:
+        return 0.0
+    s = sorted(values)
+    k = len(s) // 2
+    return s[k] if len(s) % 2 else 0.5 * (s[k - 1] + s[k])
 
 
 def _push(buf: list, value, n: int) -> None:
@@ -211,8 +230,8 @@ def _fiducial(st: QRSState, p: _Plan, peak: int) -> int:
     h0 = st.hist_start
     lo, hi = max(h0, peak - p.mwi - 8), min(st.n, peak + 4)
     x = st.hist_x[:, lo - h0:hi - h0]
-    w = st.hist_g[:, peak - h0][:, None]
-    dev = (np.abs(x - np.median(x, axis=1, keepdims=True)) * w).sum(axis=0)
+    w = 1.0 / np.sqrt(st.hist_g[:, peak - h0])[:, None]
+    dev = (np.abs(x - x.mean(axis=1, keepdims=True)) * w).sum(axis=0)
     return lo + int(np.argmax(dev))
 
 

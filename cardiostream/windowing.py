@@ -56,6 +56,7 @@ class WindowState:
     t0_us: int                   # device time of the segment's first sample
     latency_us: int              # resampler latency added to last_sample_time_us
     lookahead: int               # detector look-ahead in samples (rhythm window readiness)
+    spec_id: str = ""            # computed once: hashing the spec per window costs 30 us
     beat_counter: int = 0        # carried across segments
     window_counter: int = 0      # carried across segments
     n: int = 0                   # model-rate samples seen in this segment
@@ -80,6 +81,7 @@ def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, 
     if abs(decim - round(decim)) > 1e-9 or decim < 1:
         raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
     return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
+                       spec.spec_id,
                        rr_hist=deque(maxlen=max(spec.long_rr_beats, spec.local_rr_beats)))
 
 
@@ -147,7 +149,7 @@ def _cut(ws: WindowState, pb: _Pending) -> None:
     lo = pb.beat.r - ws.spec.beat_pre
     hi = lo + ws.spec.beat_span
     filt, raw = _span(ws, ws.filt, lo, hi), _span(ws, ws.raw, lo, hi)
-    flags, _ = lead_quality(raw, filt, ws.spec.fs_hz)
+    flags, _ = lead_quality(raw, filt, ws.spec.fs_hz, spectral=False)
     pb.samples, pb.quality = np.ascontiguousarray(filt, dtype=np.float32), best_quality(flags)
 
 
@@ -157,7 +159,7 @@ def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
     hi = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span
     last = max(hi - 1, pb.next_commit) if not flushed else min(max(hi - 1, 0), ws.n - 1)
     return BeatWindow(
-        device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec.spec_id, segment=ws.segment,
+        device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec_id, segment=ws.segment,
         beat_index=pb.index, r_time_us=_time_us(ws, pb.beat.r),
         last_sample_time_us=_time_us(ws, last) + ws.latency_us,
         rr_prev_s=pb.rr_prev_s, rr_next_s=max(pb.rr_next_s, 0.0), rr_local_s=pb.rr_local_s,
@@ -195,7 +197,7 @@ def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
         beats = tuple(_time_us(ws, b.r) for b in ws.beat_times
                       if start <= b.r < start + win and b.committed - ws.lookahead < ready)
         out.append(RhythmWindow(
-            device_id=ws.device_id, unit=ws.unit, spec_id=spec.spec_id, segment=ws.segment,
+            device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec_id, segment=ws.segment,
             window_index=ws.window_counter, start_time_us=_time_us(ws, start),
             end_time_us=_time_us(ws, start + win),
             last_sample_time_us=_time_us(ws, ready - 1 + ws.lookahead) + ws.latency_us,
