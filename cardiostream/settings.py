@@ -83,6 +83,7 @@ class InferenceSettings(_Group):
     half_precision: bool = True
     group_id: str = "cardiostream-inference"
     care_unit_default: str = "ward-1"
+    torch_threads: int = Field(1, ge=0)           # CPU intra-op threads; 0 = torch default
 
 
 class AlarmSettings(_Group):

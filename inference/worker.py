@@ -221,7 +221,8 @@ def build_worker(settings: Settings) -> InferenceWorker:
     from streamer.kafka_config import consumer_kwargs, producer_kwargs
 
     inf = settings.inference
-    predictor = Predictor(settings.paths.model_dir, inf.device, inf.half_precision)
+    predictor = Predictor(settings.paths.model_dir, inf.device, inf.half_precision,
+                          threads=inf.torch_threads or None)
     ref: list[InferenceWorker] = []
     consumer = KafkaConsumer(**{
         **consumer_kwargs(settings.kafka, group_id=inf.group_id),

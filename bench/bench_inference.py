@@ -1,0 +1,194 @@
+"""Inference throughput: windows per second against batch size (CPU, and CUDA when present).
+
+Two levels, on real MIT-BIH windows cut by ``process_record`` and mixed as a
+ward produces them (every beat and rhythm window of a record, in stream order):
+
+* ``model``: ``Predictor.predict`` alone -- input preparation (``features``),
+  host-to-device copy, TorchScript forward, result objects.
+* ``worker``: the whole worker on the real broker and Redis (``cardiostream infra
+  up``): poll, decode, predict, alarm state machines, results producer flushed
+  (acks=all), Redis pipeline, offset commit -- ``max_batch`` = the batch size.
+
+Batch size 1 is the unbatched baseline in both.
+
+    nice python bench/bench_inference.py --mode both --out docs/bench/inference_cpu.json
+
+Models: ``--model-dir`` (default settings.paths.model_dir) when it holds beat/ and
+rhythm/; otherwise untrained networks of the training module's architectures
+exported to TorchScript (same arithmetic, so the same speed), and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from itertools import zip_longest
+from pathlib import Path
+
+import torch
+
+from cardiostream.processing import process_record
+from cardiostream.records import load_record
+from cardiostream.settings import Settings
+from inference.decider import model_spec
+from inference.predictor import Predictor
+
+SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+WORKER_SIZES = (1, 8, 32, 128, 256, 512)
+BENCH_REDIS_DB = 3          # the services use 0, the tests 1
+
+
+def stand_in_models(folder: Path) -> Path:
+    """Untrained BeatNet/RhythmNet (training.models) exported with training.export."""
+    from cardiostream.features import RHYTHM_FEATURES
+    from cardiostream.signal import DEFAULT_SPEC
+    from training.export import base_metadata, export_model
+    from training.models import BeatNet, RhythmNet
+
+    spec = DEFAULT_SPEC
+    torch.manual_seed(0)
+    beat = BeatNet(1, 7, 5)
+    meta = base_metadata("beat", spec, 0) | {"classes": list("NSVFQ"), "leads_used": [0]}
+    export_model(beat, (torch.zeros(2, 1, spec.beat_span), torch.ones(2, 7)), folder / "beat", meta)
+    rhythm = RhythmNet(len(RHYTHM_FEATURES), 8)
+    n = round(spec.rhythm_window_s * spec.rhythm_fs_hz)
+    meta = base_metadata("rhythm", spec, 0) | {
+        "classes": ["N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T"], "leads_used": [0]}
+    export_model(rhythm, (torch.zeros(2, 1, n), torch.ones(2, len(RHYTHM_FEATURES))),
+                 folder / "rhythm", meta)
+    return folder
+
+
+def windows_of(record: str, settings: Settings, spec, n: int | None) -> list:
+    """The record's windows in stream order, repeated up to ``n`` (None: once)."""
+    rec = load_record(settings.paths.mitdb, record)
+    out = process_record(rec, spec, device_id=f"rec-{record}")
+    ws = sorted([*out.beats, *out.rhythms], key=lambda w: w.last_sample_time_us)
+    return ws if n is None else (ws * (n // len(ws) + 1))[:n]
+
+
+def throughput(pred: Predictor, windows: list, size: int, min_s: float) -> float:
+    """Windows per second pushing ``windows`` through in batches of ``size``."""
+    pred.predict(windows[:size])                                # warm-up (allocations, JIT)
+    done, t0 = 0, time.perf_counter()
+    while True:
+        for i in range(0, len(windows) - size + 1, size):
+            pred.predict(windows[i:i + size])
+            done += size
+            if time.perf_counter() - t0 >= min_s and done >= 4 * size:
+                return done / (time.perf_counter() - t0)
+
+
+def ward_order(windows: list, prefix: str, devices: int) -> list:
+    """Split stream-ordered windows into ``devices`` patients (contiguous blocks, so each
+    patient's device time rises) and interleave them as a ward's traffic."""
+    block = -(-len(windows) // devices)
+    pats = [[replace(w, device_id=f"{prefix}-{k}") for w in windows[k * block:(k + 1) * block]]
+            for k in range(devices)]
+    return [w for group in zip_longest(*pats) for w in group if w is not None]
+
+
+def worker_rate(settings: Settings, windows: list, size: int) -> float:
+    """Windows/s of a real worker with ``max_batch=size`` (group join excluded)."""
+    from kafka import KafkaProducer
+
+    from cardiostream.infra import kafka as infra_kafka
+    from cardiostream.infra import topics
+    from cardiostream.schemas import encode_window
+    from inference.worker import build_worker
+
+    tag = uuid.uuid4().hex[:8]
+    names = {f: f"{v}.bench{tag}" for f, v in settings.topics.model_dump().items()
+             if isinstance(v, str)}
+    s = settings.model_copy(update={
+        "topics": settings.topics.model_copy(update=names),
+        "redis": settings.redis.model_copy(update={"url": settings.redis.url.rsplit("/", 1)[0]
+                                                   + f"/{BENCH_REDIS_DB}"}),
+        "inference": settings.inference.model_copy(update={
+            "max_batch": size, "group_id": f"bench-{tag}", "device": "cpu"})})
+    topics.ensure(s)
+    try:
+        producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap_servers, linger_ms=20)
+        for w in ward_order(windows, f"bench{tag}", 32):
+            producer.send(s.topics.windows, key=w.device_id.encode(), value=encode_window(w))
+        producer.flush()
+        producer.close()
+        worker = build_worker(s)
+        while worker.processed == 0:                      # join the group, first batch
+            worker.step()
+        start_n, t0 = worker.processed, time.perf_counter()
+        while worker.processed < len(windows):
+            worker.step()
+        rate = (worker.processed - start_n) / (time.perf_counter() - t0)
+        worker.producer.close(timeout=10)
+        worker.consumer.close(autocommit=False)
+        return rate
+    finally:
+        topics.delete(topics.topic_names(s), infra_kafka.node(s))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model-dir", type=Path, default=None)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--record", default="208")
+    ap.add_argument("--windows", type=int, default=4096)
+    ap.add_argument("--min-s", type=float, default=2.0, help="seconds timed per batch size")
+    ap.add_argument("--half", action="store_true", help="fp16 (CUDA only)")
+    ap.add_argument("--out", type=Path, default=Path("docs/bench/inference_cpu.json"))
+    ap.add_argument("--mode", default="both", choices=("model", "worker", "both"))
+    ap.add_argument("--worker-windows", type=int, default=3000, help="per batch size (÷10 at 1)")
+    args = ap.parse_args(argv)
+    settings = Settings()
+    model_dir = args.model_dir or settings.paths.model_dir
+    stand_in = not (model_dir / "beat" / "model.ts").exists()
+    if stand_in:
+        model_dir = stand_in_models(Path(tempfile.mkdtemp(prefix="cs-bench-models-")))
+    pred = Predictor(model_dir, device=args.device, half=args.half, threads=args.threads)
+    windows = windows_of(args.record, settings, model_spec(pred.beat.metadata), args.windows)
+    beats = sum(w.kind == "beat" for w in windows)
+    rows = []
+    if args.mode in ("model", "both"):
+        for size in SIZES:
+            wps = throughput(pred, windows, size, args.min_s)
+            rows.append({"level": "model", "batch": size, "windows_per_s": round(wps, 1)})
+            print(f"model  batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
+    if args.mode in ("worker", "both"):
+        ws = windows_of(args.record, settings, model_spec(pred.beat.metadata), None)
+        wsettings = settings.model_copy(update={"paths": settings.paths.model_copy(
+            update={"model_dir": model_dir})})
+        for size in WORKER_SIZES:
+            n = args.worker_windows // (10 if size == 1 else 1)
+            wps = worker_rate(wsettings, ws[:n], size)
+            rows.append({"level": "worker", "batch": size, "windows_per_s": round(wps, 1)})
+            print(f"worker batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
+    for level in ("model", "worker"):
+        mine = [r for r in rows if r["level"] == level]
+        for r in mine:
+            r["speedup_vs_unbatched"] = round(r["windows_per_s"] / mine[0]["windows_per_s"], 2)
+    device = (torch.cuda.get_device_name(0) if args.device == "cuda"
+              else f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)")
+    doc = {"device": device, "half": pred.half, "models": "stand-in (untrained, same "
+           "architecture)" if stand_in else str(model_dir), "model_version": pred.version,
+           "record": args.record, "windows": len(windows),
+           "beat_share": round(beats / len(windows), 3),
+           "torch": torch.__version__, "rows": rows,
+           "command": "python bench/bench_inference.py " + " ".join(argv or sys.argv[1:])}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    print("| level | batch | windows/s | x unbatched |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['level']} | {r['batch']} | {r['windows_per_s']:.0f} | "
+              f"{r['speedup_vs_unbatched']:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
