@@ -201,9 +201,6 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
     state.strip.add_beat(win.r_time_us, fs_hz, pre, win.samples[0])
     ev = _Event(state, cfg, win.r_time_us, win.last_sample_time_us)
     _beat_conditions(ev, list(state.beats), rr_prev_s)
-    hr = pat.heart_rate_bpm(list(state.beats), cfg.hr_beats)
-    if hr is not None:
-        state.hr_bpm = hr
     tick(ev)
     return ev.out
 
@@ -236,6 +233,8 @@ def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
     span_ok = beats[0][0] <= now - 60 * _US
     ev.hold("pvc_rate", span_ok and recent >= cfg.pvc_rate_per_min, now, cfg.clear_after_s)
     hr = pat.heart_rate_bpm(beats, cfg.hr_beats)
+    if hr is not None:
+        ev.state.hr_bpm = hr
     tail = beats[-(cfg.hr_beats + 1):]
     ev.hold("extreme_brady", hr is not None and hr < cfg.extreme_brady_bpm, tail[0][0],
             cfg.clear_after_s, tail)

@@ -7,9 +7,8 @@ so noise can neither make nor extend a run. Sequences are oldest first.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
-
-import numpy as np
 
 Beat = tuple[int, str]
 _US = 1e6
@@ -44,6 +43,7 @@ def repeating(beats: Sequence[Beat], unit: str, cycles: int) -> list[Beat] | Non
     before it (bigeminy is still on while the next normal beat is in).
     """
     span = len(unit) * cycles
+    beats = list(beats[-(span + len(unit) - 1):])        # all that can match
     tokens = [_token(lab) for _, lab in beats]
     for shift in range(len(unit)):
         stop = len(tokens) - shift
@@ -64,14 +64,20 @@ def couplet(beats: Sequence[Beat]) -> list[Beat] | None:
 
 def heart_rate_bpm(beats: Sequence[Beat], n_intervals: int) -> float | None:
     """60 / median of the newest ``n_intervals`` RR between consecutive good beats."""
-    rr = [(b[0] - a[0]) / _US for a, b in zip(beats[:-1], beats[1:], strict=True)
+    tail = beats[-(2 * n_intervals + 2):]                # enough unless half are "?"
+    rr = [(b[0] - a[0]) / _US for a, b in zip(tail[:-1], tail[1:], strict=True)
           if a[1] != "?" and b[1] != "?"]
     if len(rr) < n_intervals:
         return None
-    med = float(np.median(rr[-n_intervals:]))
+    med = statistics.median(rr[-n_intervals:])    # 8 values: faster than numpy
     return 60.0 / med if med > 0 else None
 
 
 def count_since(beats: Sequence[Beat], label: str, since_us: int) -> int:
     """Number of ``label`` beats at or after ``since_us``."""
-    return sum(1 for t, lab in beats if lab == label and t >= since_us)
+    n = 0
+    for t, lab in reversed(beats):
+        if t < since_us:
+            break
+        n += lab == label
+    return n
