@@ -170,3 +170,15 @@ def test_one_dockerfile_with_cpu_torch_by_default() -> None:
     text = dockerfiles[0].read_text()
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
     assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+
+
+@needs_compose
+def test_worker_commands_exist_in_the_cli(config: dict) -> None:
+    from typer.testing import CliRunner
+
+    from cardiostream.cli import app
+
+    for worker in WORKERS:
+        command = config["services"][worker]["command"]
+        result = CliRunner().invoke(app, [command[0], "--help"])
+        assert result.exit_code == 0, f"{worker}: `cardiostream {command[0]}` is not a command"
