@@ -9,6 +9,10 @@ starts at sample ``i = k * chunk_n`` and carries
 
 Device ids are pseudonymous (``bed-07``); which record a device replays is
 logged, never sent.
+
+At ``speed=max`` device time runs ahead of the wall clock (one 30 min record
+replays in seconds); consumers that check timestamps against ``now`` accept up
+to ``schemas.MAX_FUTURE_S`` ahead, so ``--loop --speed max`` is for benchmarks.
 """
 
 from __future__ import annotations
@@ -223,6 +227,7 @@ class Simulator:
         out = []
         for dev in self.devices:
             rec = self.records.get(dev.record, dev.fs_hz)
+            chunk_samples(self.chunk_s, rec.fs_hz)   # refuse a bad chunk_s before connecting
             log.info("device %s replays record %s at %g Hz", dev.device_id, dev.record, rec.fs_hz)
             key = (dev.record, dev.fs_hz)
             if noise is not None and key not in scales:
