@@ -40,6 +40,7 @@ class Processor:
         self.windows_topic = settings.topics.windows
         self.dead_topic = settings.topics.dead_letter
         self.warm: set[int] = set()              # partitions whose devices are warmed up
+        self.assigned: set[int] = set()          # samples-topic partitions owned now
         self.positions: dict[int, int] = {}      # partition -> next offset to process
         self.records = 0
         self.warmups: list[Any] = []
@@ -85,13 +86,22 @@ class Processor:
         asyncio.ensure_future(self.app.crash(exc))
 
     def on_assigned(self, assigned: set[Any]) -> None:
-        """Forget devices of partitions moved away; kept partitions stay warm."""
+        """Forget devices of partitions moved away; kept partitions stay warm.
+
+        The lag gauge has a series exactly for the partitions this worker owns, which is
+        how tests and dashboards see the assignment.
+        """
         mine = {tp.partition for tp in assigned if tp.topic == self.settings.topics.samples}
         gone = self.warm - mine
         if gone:
             dropped = self.pipeline.drop_partitions(gone)
             log.info("partitions %s moved away: forgot %d devices", sorted(gone), dropped)
         self.warm &= mine
+        for partition in self.assigned - mine:
+            metrics.CONSUMER_LAG.remove(COMPONENT, str(partition))
+        for partition in mine - self.assigned:
+            metrics.CONSUMER_LAG.labels(COMPONENT, str(partition)).set(0)
+        self.assigned = mine
 
     async def tick(self) -> None:
         """Every second: flush idle devices, export lag, heartbeat while the stream moves."""
@@ -116,7 +126,7 @@ class Processor:
         consumer = self.app.consumer
         total = 0
         for tp in consumer.assignment():
-            if tp.topic != self.settings.topics.samples:
+            if tp.topic != self.settings.topics.samples or tp.partition not in self.assigned:
                 continue
             high = consumer.highwater(tp)
             if high is None:

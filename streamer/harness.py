@@ -44,6 +44,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_assigned(workers: list[WorkerProcess], partitions: int, timeout_s: float = 120.0
+                  ) -> list[set[int]]:
+    """Wait until the workers own all ``partitions`` between them, each at least one."""
+    deadline = time.monotonic() + timeout_s
+    owned: list[set[int]] = []
+    while time.monotonic() < deadline:
+        owned = [w.partitions() for w in workers]
+        if all(owned) and set().union(*owned) == set(range(partitions)) \
+                and sum(map(len, owned)) == partitions:
+            return owned
+        time.sleep(0.5)
+    raise TimeoutError(f"partitions not assigned within {timeout_s} s: {owned}")
+
+
 class WorkerProcess:
     """``cardiostream process`` in a child process; ``kill()`` is SIGKILL (no clean-up)."""
 
@@ -101,6 +115,12 @@ class WorkerProcess:
 
     def metric(self, name: str, default: float = 0.0) -> float:
         return self.metrics().get(name, default)
+
+    def partitions(self) -> set[int]:
+        """Samples-topic partitions the worker owns now (its lag gauge series)."""
+        prefix = 'cardiostream_consumer_lag{component="processor",partition="'
+        return {int(k[len(prefix):].split('"', 1)[0]) for k in self.metrics()
+                if k.startswith(prefix)}
 
     def wait_for(self, name: str, target: float, timeout_s: float, poll_s: float = 0.5) -> float:
         """Poll metric ``name`` until it reaches ``target``; returns the last value."""

@@ -32,7 +32,7 @@ from cardiostream.schemas import (
 )
 from cardiostream.settings import Settings
 from cardiostream.signal import DEFAULT_SPEC
-from streamer.harness import WorkerProcess
+from streamer.harness import WorkerProcess, wait_assigned
 from streamer.simulator import iter_chunks, resample_record
 
 _US = 1_000_000
@@ -210,6 +210,21 @@ def _short(rec: Record, seconds: float) -> Record:
     return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline, rec.adc[:, :n])
 
 
+def _check_resumed(offline: dict, online: dict, start_us: int, event_s: float) -> None:
+    """Online beats equal offline outside +-20 s of the event, <= 1 lost/invented inside."""
+    band = (start_us + round((event_s - 20) * _US), start_us + round((event_s + 20) * _US))
+    for device, beats in offline.items():
+        want = {w.r_time_us for w in beats}
+        got = set(online[device])
+        outside = {t for t in want | got if not band[0] <= t <= band[1]}
+        assert want & outside == got & outside, f"{device}: beats differ outside the band"
+        print(f"{device}: {len(want)} offline beats, lost {len(want - got)}, "
+              f"extra {len(got - want)} (outside the band around the event: none)")
+        assert len(want - got) <= 1, f"{device}: lost {sorted(want - got)}"
+        assert len(got - want) <= 1, f"{device}: invented {sorted(got - want)}"
+        assert max(got) >= start_us + round((event_s + 30) * _US)   # resumed
+
+
 @pytest.mark.slow
 def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, tmp_path):
     settings = _settings(topic_factory)
@@ -224,8 +239,7 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
                         [(10.0, k, v) for k, v, _ in bad] + [(70.0, k, v) for k, v, _ in bad])
 
     first = _worker(settings, tmp_path, "worker-1")
-    first.wait_for('cardiostream_worker_heartbeat_timestamp_seconds{component="processor"}',
-                   1.0, 60)
+    wait_assigned([first], settings.topics.partitions)
     streamer.start()
     while streamer.device_s < kill_at_s:
         time.sleep(0.1)
@@ -251,17 +265,7 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     finally:
         second.stop()
 
-    band = (start_us + round((killed_at_s - 20) * _US), start_us + round((killed_at_s + 20) * _US))
-    for device, beats in offline.items():
-        want = {w.r_time_us for w in beats}
-        got = set(online[device])
-        outside = {t for t in want | got if not band[0] <= t <= band[1]}
-        assert want & outside == got & outside, f"{device}: beats differ outside the warm-up band"
-        print(f"{device}: {len(want)} offline beats, lost {len(want - got)}, "
-              f"extra {len(got - want)} (outside the band around the kill: none)")
-        assert len(want - got) <= 1, f"{device}: lost {sorted(want - got)}"
-        assert len(got - want) <= 1, f"{device}: invented {sorted(got - want)}"
-        assert max(got) >= start_us + round((killed_at_s + 30) * _US)   # resumed
+    _check_resumed(offline, online, start_us, killed_at_s)
     letters = [decode_dead_letter(r.value) for r in dead]
     got_letters = {(dl.reason, base64.b64decode(dl.raw_b64)) for dl in letters}
     assert {(reason, raw) for _, raw, reason in bad} <= got_letters
@@ -334,3 +338,49 @@ def test_duplicates_reorder_gap_and_rate_change_through_the_broker(topic_factory
     assert m["cardiostream_reordered_total"] == 1
     assert m["cardiostream_gaps_total"] == 2            # the hole, and the terminator's jump
     _assert_clean_log(worker)
+
+
+# ----------------------------------------------------------------------------- 4
+
+
+@pytest.mark.slow
+def test_partitions_move_between_workers_without_losing_beats(topic_factory, data_dir,
+                                                               tmp_path):
+    """Two workers share the group; one leaves mid-stream, the other takes its partitions."""
+    settings = _settings(topic_factory)
+    seconds, speed, leave_at_s = 70.0, 2.0, 30.0
+    start_us = time.time_ns() // 1000 - 60 * _US
+    names = ("100", "103", "106", "118", "201", "215")
+    records = {f"mv-{n}": _short(load_record(data_dir / "mitdb", n, sampto=26_000), seconds)
+               for n in names}
+    chunks = {d: list(iter_chunks(r, d, start_us)) for d, r in records.items()}
+    streamer = Streamer(settings, chunks, speed, [])
+    stays = _worker(settings, tmp_path, "stays")
+    leaves = _worker(settings, tmp_path, "leaves")
+    try:
+        owned = wait_assigned([stays, leaves], settings.topics.partitions)
+        print(f"assignment before the move: stays {owned[0]}, leaves {owned[1]}")
+        streamer.start()
+        while streamer.device_s < leave_at_s:
+            time.sleep(0.1)
+        assert leaves.stop() == 0                      # SIGTERM: clean leave, rebalance
+        assert wait_assigned([stays], settings.topics.partitions)
+        streamer.join(timeout=seconds / speed + 60)
+        assert streamer.error is None
+        offline = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True).beats
+                   for d, r in records.items()}
+        last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
+
+        def done(recs):
+            got = _beats_by_device(recs)
+            return all(got[d] and max(got[d]) >= last_r[d] for d in records)
+
+        online = _beats_by_device(_read_all(settings, settings.topics.windows, done, 300))
+        assert stays.running
+    finally:
+        stays.stop()
+        leaves.stop()
+    _check_resumed(offline, online, start_us, leave_at_s)
+    assert "warm-up" in stays.log_path.read_text(errors="replace")
+    _assert_clean_log(stays)
+    _assert_clean_log(leaves)
