@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cardiostream.quality import FLAT_STD_MV
 from cardiostream.schemas import Alarm, BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
 from cardiostream.settings import AlarmSettings
 from inference import patterns as pat
@@ -276,8 +277,10 @@ def _asystole(ev: _Event, win: RhythmWindow, connected: list[bool]) -> None:
         return
     n = max(2, min(win.samples.shape[1], round(cfg.asystole_s * win.fs_hz)))
     ptp = np.ptp(win.samples[:, -n:], axis=1)
-    if any(c and (q == "good" or p < cfg.asystole_max_ptp_mv)
-           for c, q, p in zip(connected, win.quality, ptp, strict=True)):
+    # the window's flags cover 10 s; a lead that went flat within the gap is off, not asystole
+    alive = win.samples[:, -max(2, n // 2):].std(axis=1) >= FLAT_STD_MV
+    if any(c and a and (q == "good" or p < cfg.asystole_max_ptp_mv)
+           for c, a, q, p in zip(connected, alive, win.quality, ptp, strict=True)):
         ev.hold("asystole", True, last, 0.0, [b for b in state.beats if b[0] == last])
 
 

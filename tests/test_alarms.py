@@ -36,7 +36,9 @@ def beat(t_s: float, label: str, rr_prev_s: float = 0.8, quality: str = "good"):
 def rhythm(end_s: float, beat_times_s, code: str = "N", quality=("good", "good")):
     start = end_s - WIN_S
     bt = tuple(us(t) for t in beat_times_s if start <= t < end_s)
-    samples = np.full((2, int(WIN_S * RFS)), 0.1, np.float32)
+    rng = np.random.default_rng(round(end_s * 1000))
+    samples = (0.02 * rng.standard_normal((2, int(WIN_S * RFS)))).astype(np.float32)
+    samples[[q == "flat" for q in quality]] = 0.0             # a flat lead is exactly flat
     win = RhythmWindow("bed-1", "ward-1", "spec-x", 0, 0, us(start), us(end_s), us(end_s), RFS,
                        bt, tuple(quality), (0.9,) * len(quality), samples)
     res = RhythmResult("bed-1", "ward-1", 0, 0, us(start), us(end_s), us(end_s), code, (1.0,),
