@@ -27,8 +27,7 @@ COPY dashboards ./dashboards
 RUN pip install . \
     && useradd --system --uid 10001 --home-dir /var/lib/cardiostream --create-home cardiostream
 
-# The default models ship in the image; mount another folder over /models to change them.
-COPY models /models
+# Models are mounted at /models (compose: ./models), so a new model needs no rebuild.
 ENV CARDIOSTREAM_PATHS__MODEL_DIR=/models/default \
     CARDIOSTREAM_PATHS__DATA_DIR=/data \
     CARDIOSTREAM_PATHS__RUN_DIR=/var/lib/cardiostream/run \
