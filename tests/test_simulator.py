@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import threading
 import time
 
@@ -163,3 +165,9 @@ def test_bad_arguments_are_refused() -> None:
         make_sim(0.0)
     with pytest.raises(ValueError, match="unique"):
         Simulator(Settings(), assign_devices(["100"], 1) * 2)
+
+
+def test_cli_rejects_bad_arguments_with_a_clear_message():
+    done = subprocess.run([sys.executable, "-m", "cardiostream.cli", "simulate", "100",
+                           "--speed", "fast"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "positive number or 'max'" in done.stderr
