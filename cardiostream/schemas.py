@@ -383,7 +383,10 @@ _RESULT_TYPES: dict[str, type] = {"beat": BeatResult, "rhythm": RhythmResult}
 
 
 def encode_result(res: Result) -> bytes:
-    return json.dumps(asdict(res), separators=(",", ":")).encode()
+    # shallow field dict: results hold only scalars and flat tuples, and dataclasses.asdict's
+    # recursive deep copy was the worker's largest per-window cost after the model
+    doc = {name: getattr(res, name) for name in res.__dataclass_fields__}
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 def decode_result(buf: bytes) -> Result:
