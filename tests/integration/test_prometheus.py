@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ import pytest
 
 from cardiostream.infra import prometheus as prom
 from cardiostream.settings import Settings
-from dashboards.catalog import all_metric_names, load_dashboards
+from dashboards.catalog import all_metric_names, load_dashboards, panel_queries
 from tests.conftest import unique_id
 
 pytestmark = pytest.mark.slow
@@ -109,11 +110,18 @@ def pipeline(prometheus: Settings, isolated: Settings, data_dir: Path,
 
 def _api(settings: Settings, path: str, **params: str) -> dict:
     query = urllib.parse.urlencode(params)
-    with urllib.request.urlopen(f"{prom.url(settings)}{path}?{query}", timeout=5) as resp:
-        body = json.load(resp)
+    try:
+        with urllib.request.urlopen(f"{prom.url(settings)}{path}?{query}", timeout=5) as resp:
+            body = json.load(resp)
+    except urllib.error.HTTPError as err:      # 400/422 carry Prometheus' JSON error
+        body = json.load(err)
     if body.get("status") != "success":
-        raise RuntimeError(f"prometheus {path} {params}: {body}")
+        raise PromQLError(f"prometheus {path} {params}: {body.get('error', body)}")
     return body["data"]
+
+
+class PromQLError(RuntimeError):
+    """Prometheus refused a query (the message carries its error text)."""
 
 
 def _targets_up(settings: Settings, ports: dict[str, int]) -> dict[str, str]:
@@ -172,6 +180,16 @@ def test_prometheus_scrapes_all_workers_and_has_every_dashboard_metric(
     assert not missing, (f"dashboard metrics absent from Prometheus: {sorted(missing)}\n"
                          f"{_logs(tmp_path)}")
 
+    # Every panel query is valid PromQL that Prometheus evaluates (Grafana variables filled in).
+    refused = []
+    for dashboard in load_dashboards().values():
+        for q in panel_queries(dashboard):
+            try:
+                _api(prometheus, "/api/v1/query", query=_grafana_vars(q.expr))
+            except PromQLError as err:
+                refused.append(f"{q.dashboard_uid} / {q.panel_title} {q.ref_id}: {err}")
+    assert not refused, "\n".join(refused)
+
     # The series are not just initialised zeros: data went through every stage.
     flowing = {}
     while time.monotonic() < deadline:
@@ -190,6 +208,11 @@ FLOW_CHECKS = (
     'sum(cardiostream_beats_total{$I})',
     'count(cardiostream_patient_heart_rate_bpm{$I})',
 )
+
+
+def _grafana_vars(expr: str) -> str:
+    """Substitute the Grafana variables our dashboards use with concrete values."""
+    return expr.replace("$__rate_interval", "1m").replace("$device", ".*")
 
 
 def _value(settings: Settings, expr: str, ports: dict[str, int]) -> float:
