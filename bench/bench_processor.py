@@ -83,6 +83,37 @@ def cost_per_chunk(settings: Settings, devices: int, seconds: float, chunk_s: fl
             "devices_per_core_in_process": chunk_s * 1e6 / handle_us}
 
 
+def warmup_fidelity(settings: Settings, names: tuple[str, ...] = ("100", "119", "208"),
+                    resume_s: float = 60.0, warmup_s: float = 10.0) -> list[dict]:
+    """Windows after a restart warmed on ``warmup_s`` of signal vs the uninterrupted stream."""
+    from cardiostream import processing
+    from cardiostream.records import load_record
+
+    out = []
+    for name in names:
+        rec = load_record(settings.paths.mitdb, name, sampto=round((resume_s + 60) * 360))
+        x, fs = rec.millivolts(), rec.fs_hz
+
+        def run(first: int, rec=rec, x=x, fs=fs) -> dict:
+            st = processing.new_device_state(DEFAULT_SPEC, "d", "u", fs, rec.leads,
+                                             round(first * 1e6 / fs))
+            beats = {}
+            for i in range(first, x.shape[1], 180):
+                st, b, _ = processing.process_chunk(st, x[:, i:i + 180], round(i * 1e6 / fs))
+                beats.update((w.r_time_us, w) for w in b if w.r_time_us > resume_s * 1e6)
+            return beats
+
+        full, warm = run(0), run(round((resume_s - warmup_s) * fs))
+        common = sorted(set(full) & set(warm))
+        out.append({"record": name, "beats_after_resume": len(full),
+                    "same_positions": set(full) == set(warm),
+                    "max_abs_sample_diff_mv": max(float(abs(full[t].samples - warm[t].samples)
+                                                        .max()) for t in common),
+                    "max_abs_rr_long_diff_s": max(abs(full[t].rr_long_s - warm[t].rr_long_s)
+                                                  for t in common)})
+    return out
+
+
 def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float) -> int:
     from kafka import KafkaProducer
 
@@ -177,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
               "cost": cost_per_chunk(settings, args.cost_devices, args.cost_seconds,
                                      args.chunk_s)}
     print(json.dumps(result["cost"], indent=2))
+    result["warmup_fidelity"] = warmup_fidelity(settings)
+    print(json.dumps(result["warmup_fidelity"], indent=2))
     if not args.skip_broker:
         result["broker"] = through_broker(settings, args.devices, args.seconds, args.chunk_s,
                                           args.timeout_s)
