@@ -1,12 +1,13 @@
 # One image for every Python service of cardiostream (simulator, processor,
 # inference worker, CLI). CPU-only torch by default so the image stays small and
 # runs anywhere; for the GPU inference worker build with
-#   docker build --build-arg TORCH_VARIANT=cu124 -t cardiostream:0.1.0-cu124 .
-# (TORCH_VARIANT selects the PyTorch wheel index: cpu, cu121, cu124, ...).
+#   docker build --build-arg TORCH_VARIANT=cu132 -t cardiostream:0.1.0-cu132 .
+# (TORCH_VARIANT selects the PyTorch wheel index: cpu, cu126, cu132, ...; TORCH_VERSION
+# matches the torch the models were exported and tested with).
 FROM python:3.11.10-slim-bookworm
 
 ARG TORCH_VARIANT=cpu
-ARG TORCH_VERSION=2.5.1
+ARG TORCH_VERSION=2.15.0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
