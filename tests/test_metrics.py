@@ -106,3 +106,14 @@ def test_catalogue_names_are_unique_and_prefixed() -> None:
     labels = {label for row in m.catalogue() for label in row[2]}
     assert labels <= {"component", "kind", "label", "stage", "reason", "partition", "type",
                       "severity", "state", "device_id", "rhythm"}
+
+
+def test_docs_carry_the_current_catalogue() -> None:
+    from typer.testing import CliRunner
+
+    from cardiostream.cli import app
+    from cardiostream.settings import REPO_ROOT
+
+    table = CliRunner().invoke(app, ["metrics", "catalogue", "--markdown"]).output.strip()
+    docs = (REPO_ROOT / "docs" / "operations.md").read_text()
+    assert table in docs, "regenerate with `cardiostream metrics catalogue --markdown`"
