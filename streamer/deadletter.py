@@ -25,8 +25,9 @@ from cardiostream.schemas import (
 
 STAGE = "processor"
 KEY_REASONS = ("missing_key", "key_mismatch")
+DSP_ERROR = "dsp_error"      # the DSP raised on a valid record: refused, device restarted
 # The SchemaError reasons decode_chunk can raise, pre-registered so dashboards see zeros.
-KNOWN_REASONS = KEY_REASONS + (
+KNOWN_REASONS = KEY_REASONS + (DSP_ERROR,
     "bad_type", "empty", "bad_magic", "truncated", "bad_version", "bad_leads", "bad_sizes",
     "bad_string", "oversized", "bad_json", "not_finite", "missing_field", "bad_samples",
     "bad_gain", "bad_baseline", "bad_types", "bad_fs", "bad_device_id", "bad_unit", "bad_seq",

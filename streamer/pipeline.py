@@ -14,6 +14,7 @@ restarts, so ``(device_id, segment, beat_index)`` stays unique downstream.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from cardiostream.signal import SignalSpec
 from streamer import sequencing
 from streamer.deadletter import DeadLetters, decode_record
 
+log = logging.getLogger(__name__)
 COMPONENT = "processor"
 GAP_REASONS = (sequencing.SEQ_GAP, sequencing.TIME_GAP, sequencing.FLUSH)
 RESTART_REASONS = (sequencing.CONFIG_CHANGE, sequencing.SEQ_RESTART)
@@ -96,7 +98,17 @@ class Pipeline:
             dev = self.devices[chunk.device_id] = Device(partition=partition)
         dev.last_wall_s = time.monotonic()
         dev.seq, seq_out = sequencing.step(dev.seq, chunk, self.seq_cfg)
-        self._feed(dev, seq_out, out, emit)
+        try:
+            self._feed(dev, seq_out, out, emit)
+        except Exception as exc:  # noqa: BLE001 - isolation boundary: one device, one record
+            # A DSP failure must not stop the ward: refuse the record, restart the device.
+            log.exception("DSP failed on %s[%d]@%d device %s", topic, partition, offset,
+                          chunk.device_id)
+            del self.devices[chunk.device_id]
+            self.stats["dsp_error"] += 1
+            if emit:
+                err = SchemaError("dsp_error", f"{type(exc).__name__}: {exc}")
+                out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
         return out
 
     def flush_idle(self, idle_s: float) -> Output:

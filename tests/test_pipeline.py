@@ -153,3 +153,20 @@ def test_idle_devices_are_flushed_then_forgotten():
     assert p.stats["reset_flush"] == 1
     p.expire_idle(idle_s=0.0)
     assert not p.devices and p.stats["devices_expired"] == 1
+
+
+def test_a_dsp_failure_refuses_the_record_and_restarts_only_that_device():
+    def fragile_step(state, samples_mv, t0_us):
+        if samples_mv[0, 0] > 6.5 / 200:           # seq 7 and later (adc = baseline + seq)
+            raise FloatingPointError("boom")
+        return stub_step(state, samples_mv, t0_us)
+
+    p = Pipeline(DEFAULT_SPEC, SequencerConfig(), DeadLetters("dl"),
+                 Dsp(stub_new_state, fragile_step))
+    feed(p, chunk(0, "bed-2"))
+    feed(p, chunk(6))
+    out = feed(p, chunk(7))
+    assert not out.windows
+    assert decode_dead_letter(out.dead[0][1]).reason == "dsp_error"
+    assert "bed-1" not in p.devices and "bed-2" in p.devices
+    assert p.stats["dsp_error"] == 1 and p.dead.counts["dsp_error"] == 1
