@@ -120,6 +120,8 @@ def iter_scheduled(record: Record, device_id: str, start_us: int, chunk_s: float
                    ) -> Iterator[tuple[float, SampleChunk]]:
     """(send_after_s, chunk) pairs: chunks in send order, due once ``send_after_s`` of
     device time (seconds since ``start_us``) has passed - the end of the newest chunk."""
+    if faults.noise_p > 0 and noise is None:
+        raise ValueError("noise faults need a NoiseSource (see Simulator._prepare)")
     fs = record.fs_hz
     n = chunk_samples(chunk_s, fs)
     state = fault_state or F.new_state(faults, device_id)
