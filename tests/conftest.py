@@ -27,8 +27,9 @@ from cardiostream.settings import Settings, load_settings
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 INFRA_TIMEOUT_S = 300
-# Redis database reserved for ``isolated`` tests (the services use database 0).
-TEST_REDIS_DB = 1
+# Redis databases for ``isolated`` tests (the services use database 0); one is drawn at random
+# per test so that two developers' sessions sharing one Redis rarely meet.
+TEST_REDIS_DBS = range(1, 16)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -131,12 +132,13 @@ def fresh_topics(topic_factory: Callable[..., Settings]) -> Settings:
 
 @pytest.fixture
 def isolated(fresh_topics: Settings) -> Iterator[Settings]:
-    """Fresh topics plus an empty Redis database (TEST_REDIS_DB), flushed before and after."""
+    """Fresh topics plus an empty Redis database (one of TEST_REDIS_DBS), flushed around it."""
     import redis
 
     base = fresh_topics.redis.url.rsplit("/", 1)[0]
+    db = secrets.choice(TEST_REDIS_DBS)
     cfg = fresh_topics.model_copy(update={
-        "redis": fresh_topics.redis.model_copy(update={"url": f"{base}/{TEST_REDIS_DB}"})})
+        "redis": fresh_topics.redis.model_copy(update={"url": f"{base}/{db}"})})
     with redis.Redis.from_url(cfg.redis.url) as client:
         client.flushdb()
         yield cfg
