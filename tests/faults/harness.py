@@ -208,6 +208,16 @@ class Replayer:
         return newest
 
 
+def terminator(last: SampleChunk, after_s: float = 60.0) -> SampleChunk:
+    """A flat chunk ``after_s`` after ``last``: a time gap, so the processor ends the segment
+    and flushes its last beats (a stream's end is otherwise indistinguishable from a pause)."""
+    import numpy as np
+
+    return SampleChunk(last.device_id, last.seq + 1, last.end_us + round(after_s * _US),
+                       last.fs_hz, last.leads, last.gain, last.baseline,
+                       np.zeros_like(last.adc), last.unit)
+
+
 class TopicTail:
     """Collects every record of ``topic`` from the start, in a thread, until ``close()``."""
 

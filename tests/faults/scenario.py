@@ -73,6 +73,7 @@ def run(name: str, settings: Settings, stack: Settings, workdir: Path,
             s.start()
         for s in services:
             s.wait_ready()
+        _wait_assigned(infer, ctx.notes)
         results = H.TopicTail(settings, settings.topics.results)
         replay = H.Replayer(settings, chunks, speed, tail).start()
         fault_thread = _fault_thread(fault, ctx)
@@ -90,6 +91,28 @@ def run(name: str, settings: Settings, stack: Settings, workdir: Path,
     return RunResult(name, alarms, records, replay, ctx.fault_start, ctx.fault_end,
                      {s.name: s.crashes for s in services}, time.monotonic() - t_start,
                      ctx.notes + replay.errors[:5], {s.name: s.log_text() for s in services})
+
+
+def _wait_assigned(infer: H.Service, notes: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until the inference worker owns partitions of the windows topic.
+
+    Seen here: a worker that joined while the (new) topic had no metadata yet got an
+    empty assignment, rejoined, and then stayed in the join forever (kafka-python
+    3.0.12, both threads spinning, nothing consumed). That is noted and the worker
+    restarted, so the scenario measures its fault and not this start-up hang.
+    """
+    for attempt in range(3):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if "inference.worker: assigned [(" in infer.log_text():
+                return
+            time.sleep(0.5)
+        notes.append(f"inference worker not assigned {timeout_s:.0f} s after start "
+                     f"(attempt {attempt + 1}): restarted")
+        infer.kill()
+        infer.start()
+        infer.wait_ready()
+    raise RuntimeError(f"inference worker never got partitions; see {infer.log_path}")
 
 
 def _fault_thread(fault: Fault | None, ctx: Ctx) -> threading.Thread | None:

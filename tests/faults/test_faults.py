@@ -16,12 +16,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cardiostream.records import load_record
 from cardiostream.schemas import SampleChunk
 from streamer.simulator import iter_chunks
+from tests.faults import harness as H
 from tests.faults import report
 from tests.faults import scenario as S
 
@@ -43,10 +43,7 @@ def replay_input(data_dir: Path) -> tuple[dict[str, list[SampleChunk]], dict[str
     for dev, name in RECORDS.items():
         rec = load_record(data_dir / "mitdb", name, sampto=round(SLICE_S * 360))
         chunks[dev] = list(iter_chunks(rec, dev, START_US))
-        last = chunks[dev][-1]
-        tail[dev] = SampleChunk(dev, last.seq + 1, last.end_us + 60 * _US, last.fs_hz,
-                                last.leads, last.gain, last.baseline, np.zeros_like(last.adc),
-                                last.unit)
+        tail[dev] = H.terminator(chunks[dev][-1])
     return chunks, tail
 
 
