@@ -128,7 +128,7 @@ def _run(sim, stop):  # noqa: ANN001, ANN202 - lazily imported types
         typer.echo(f"error: Kafka at {sim.settings.kafka.bootstrap_servers}: {exc} "
                    "(is it up? `cardiostream infra up`)", err=True)
         raise typer.Exit(2) from None
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:   # missing record, chunk_s vs fs, ...
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
