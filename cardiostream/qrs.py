@@ -46,12 +46,13 @@ class QRSParams:
     env_tau_s: float = 2.0         # per-lead energy normalisation time constant
     env_prior: float = 1e-3        # normalisation seed, (mV/sample)^2: typical ECG energy
     env_floor: float = 2e-5        # keeps a flat lead from being amplified into noise
+    lead_cap: float = 3.0          # soft cap of each lead's normalised feature (0: none)
     min_energy: float = 2e-4       # un-normalised MWI below this is never a QRS (~0.1 mV QRS)
     peak_half_s: float = 0.20      # candidate = max within +- this; the look-ahead
     refractory_s: float = 0.20
     twave_s: float = 0.36          # a candidate this close to the last beat may be a T wave
     twave_slope_ratio: float = 0.5
-    th: float = 0.3125             # threshold fraction between noise and QRS levels
+    th: float = 0.35               # threshold fraction between noise and QRS levels
     searchback_rr: float = 1.5
     searchback_th: float = 0.5
     learn_s: float = 2.0           # threshold initialisation span at segment start
@@ -116,7 +117,7 @@ class QRSState:
     n: int = 0                         # samples seen in this segment
     bp_zi: np.ndarray | None = None    # (n_leads, sections, 2) band-pass delays
     env_zi: np.ndarray | None = None   # (n_leads, 1, 2) energy-normaliser delays
-    csum: np.ndarray | None = None     # (2, mwi) last cumulative sums (integrator)
+    csum: np.ndarray | None = None     # (n_leads + 1, mwi) last cumulative sums (integrator)
     prev_bp: np.ndarray | None = None
     hist_x: np.ndarray | None = None   # (n_leads, h) filtered input, last h samples
     hist_f: np.ndarray | None = None   # (h,) normalised integrated feature
@@ -155,7 +156,7 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
         st.prev_bp = np.zeros((st.n_leads, 1))
         st.env_zi = np.zeros((st.n_leads, 1, 2))
         st.env_zi[:, 0, 0] = (1.0 - p.env_sos[0, 0]) * st.params.env_prior
-        st.csum = np.zeros((2, p.mwi))
+        st.csum = np.zeros((st.n_leads + 1, p.mwi))
     bp = sos_step(p.bp_sos, x, st.bp_zi)
     d = np.empty_like(bp)
     d[:, 0] = bp[:, 0] - st.prev_bp[:, 0]
@@ -164,17 +165,22 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
     e = d * d
     env = sos_step(p.env_sos, e, st.env_zi)
     env += st.params.env_floor
-    inv_leads = 1.0 / st.n_leads
-    rows = np.empty((2, e.shape[1] + 1))
+    L = st.n_leads
+    rows = np.empty((L + 1, e.shape[1] + 1))          # per-lead normalised, absolute
     rows[:, 0] = st.csum[:, -1]
-    np.multiply(np.add.reduce(e / env, axis=0), inv_leads, out=rows[0, 1:])  # normalised
-    np.multiply(np.add.reduce(e, axis=0), inv_leads, out=rows[1, 1:])        # absolute
+    np.divide(e, env, out=rows[:L, 1:])
+    np.multiply(np.add.reduce(e, axis=0), 1.0 / L, out=rows[L, 1:])
     c = np.concatenate([st.csum[:, :-1], np.cumsum(rows, axis=1)], axis=1)
     st.csum = c[:, -p.mwi:]
     mwi = (c[:, p.mwi:] - c[:, :-p.mwi]) * (1.0 / p.mwi)
-    f = mwi[0]
-    f[mwi[1] < st.params.min_energy] = 0.0              # too little energy to be a QRS
-    return rows[0, 1:], f, env
+    lead_f = mwi[:L]
+    cap = st.params.lead_cap
+    if cap > 0:                                   # one lead's artefact cannot outvote the rest
+        lead_f = lead_f / (1.0 + lead_f * (1.0 / cap))
+    f = np.add.reduce(lead_f, axis=0) * (1.0 / L)
+    f[mwi[L] < st.params.min_energy] = 0.0              # too little energy to be a QRS
+    ce = np.add.reduce(rows[:L, 1:], axis=0) * (1.0 / L)
+    return ce, f, env
 
 
 def _append(st: QRSState, p: _Plan, x, ce, f, g) -> None:
