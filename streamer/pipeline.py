@@ -81,6 +81,8 @@ class Pipeline:
         self._m_chunks = metrics.CHUNKS.labels(COMPONENT)
         self._m_samples = metrics.SAMPLES.labels(COMPONENT)
         self._m_windows = {k: metrics.WINDOWS.labels(k) for k in ("beat", "rhythm")}
+        # Device time of a window's newest sample -> now: the processor's share of latency.
+        self._m_latency = metrics.E2E_LATENCY.labels(COMPONENT)
 
     # ------------------------------------------------------------------ records
     def handle(self, key: bytes | None, value: bytes | None, topic: str, partition: int,
@@ -175,8 +177,10 @@ class Pipeline:
     def _emit(self, dev: Device, windows: list[Window], kind: str, out: Output) -> None:
         if not windows:
             return
+        now_s = time.time()
         for win in windows:
             out.windows.append((win.device_id.encode(), encode_window(win)))
+            self._m_latency.observe(max(0.0, now_s - win.last_sample_time_us / 1e6))
         self.stats[f"windows_{kind}"] += len(windows)
         self._m_windows[kind].inc(len(windows))
         # device time ~ wall time for live devices (and 1x replay); ahead of it, clamped to 0
