@@ -55,28 +55,28 @@ def cost_per_chunk(settings: Settings, devices: int, seconds: float, chunk_s: fl
     order = [c for k in range(len(per_dev[0])) for dev in per_dev if k < len(dev)
              for c in [dev[k]]]
     raw = [encode_chunk(c) for c in order]
-    t = time.perf_counter()
+    t = time.process_time()
     for r in raw:
         decode_chunk(r, start_us)
-    decode_us = (time.perf_counter() - t) / len(raw) * 1e6
+    decode_us = (time.process_time() - t) / len(raw) * 1e6
     states: dict[str, object] = {}
     wins = []
-    t = time.perf_counter()
+    t = time.process_time()
     for c in order:
         st = states.get(c.device_id) or processing.new_device_state(
             DEFAULT_SPEC, c.device_id, c.unit, c.fs_hz, c.leads, c.t0_us)
         states[c.device_id], b, r = processing.process_chunk(st, c.millivolts(), c.t0_us)
         wins += b + r
-    dsp_us = (time.perf_counter() - t) / len(order) * 1e6
-    t = time.perf_counter()
+    dsp_us = (time.process_time() - t) / len(order) * 1e6
+    t = time.process_time()
     for w in wins:
         encode_window(w)
-    encode_us = (time.perf_counter() - t) / len(order) * 1e6
+    encode_us = (time.process_time() - t) / len(order) * 1e6
     pipe = Pipeline(DEFAULT_SPEC, SequencerConfig(), DeadLetters("dl"))
-    t = time.perf_counter()
+    t = time.process_time()
     for i, r in enumerate(raw):
         pipe.handle(order[i].device_id.encode(), r, "samples", 0, i, start_us)
-    handle_us = (time.perf_counter() - t) / len(raw) * 1e6
+    handle_us = (time.process_time() - t) / len(raw) * 1e6
     return {"chunks": len(raw), "chunk_s": chunk_s, "windows_per_chunk": len(wins) / len(raw),
             "decode_us": decode_us, "dsp_us": dsp_us, "encode_windows_us": encode_us,
             "pipeline_handle_us": handle_us,
@@ -158,22 +158,26 @@ def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
         total_samples = series[-1][1]
     finally:
         topics.delete(topics.topic_names(settings), kafka.node(settings))
-    rate = _steady_rate(series)
+    rate, per_cpu_s = _steady_rate(series)
     return {"devices": devices, "seconds": seconds, "chunk_s": chunk_s, "chunks": n_chunks,
             "produce_s": produce_s, "samples_processed": total_samples,
-            "samples_per_s": rate, "chunks_per_s": rate / (chunk_s * 360.0),
-            "devices_sustained": rate / 360.0, "partitions": settings.topics.partitions,
-            "log": str(log)}
+            "wall_s": series[-1][0], "samples_per_s": rate,
+            "chunks_per_s": rate / (chunk_s * 360.0), "devices_sustained": rate / 360.0,
+            "worker_cpu_share": rate / per_cpu_s if per_cpu_s else 0.0,
+            "samples_per_cpu_s": per_cpu_s, "cpu_us_per_chunk": 1e6 * chunk_s * 360 / per_cpu_s
+            if per_cpu_s else 0.0, "devices_per_free_core": per_cpu_s / 360.0,
+            "partitions": settings.topics.partitions, "log": str(log)}
 
 
-def _watch(worker, n_chunks: int, timeout_s: float) -> list[tuple[float, float, float]]:
-    """(t, samples, chunks) every second until every chunk is processed or the timeout."""
-    series: list[tuple[float, float, float]] = []
+def _watch(worker, n_chunks: int, timeout_s: float) -> list[tuple[float, float, float, float]]:
+    """(t, samples, chunks, worker CPU s) every second until all chunks are processed."""
+    series: list[tuple[float, float, float, float]] = []
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         m = worker.metrics()
         chunks = m.get('cardiostream_chunks_total{component="processor"}', 0.0)
-        series.append((time.monotonic() - t0, m.get(SAMPLES_METRIC, 0.0), chunks))
+        series.append((time.monotonic() - t0, m.get(SAMPLES_METRIC, 0.0), chunks,
+                       m.get("process_cpu_seconds_total", 0.0)))
         if chunks >= n_chunks:
             break
         if not worker.running:
@@ -182,14 +186,17 @@ def _watch(worker, n_chunks: int, timeout_s: float) -> list[tuple[float, float, 
     return series
 
 
-def _steady_rate(series: list[tuple[float, float, float]]) -> float:
-    """Samples/s between 10 % and 90 % of the final count (start-up and tail excluded)."""
+def _steady_rate(series: list[tuple[float, float, float, float]]) -> tuple[float, float]:
+    """Samples per wall second and per worker CPU second, between 10 % and 90 % of the
+    final count (start-up and tail excluded)."""
     final = series[-1][1]
-    inside = [(t, s) for t, s, _ in series if 0.1 * final <= s <= 0.9 * final]
+    inside = [row for row in series if 0.1 * final <= row[1] <= 0.9 * final]
     if len(inside) < 2:
-        return 0.0
-    (ta, sa), (tb, sb) = inside[0], inside[-1]
-    return (sb - sa) / (tb - ta) if tb > ta else 0.0
+        return 0.0, 0.0
+    (ta, sa, _, ca), (tb, sb, _, cb) = inside[0], inside[-1]
+    wall = (sb - sa) / (tb - ta) if tb > ta else 0.0
+    cpu = (sb - sa) / (cb - ca) if cb > ca else 0.0
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
