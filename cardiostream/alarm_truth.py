@@ -81,16 +81,16 @@ def reference_conditions(samples: np.ndarray, symbols: list[str], aux: list[str 
 
 
 def _v_runs(bt: np.ndarray, labels: list[str], cfg: AlarmSettings) -> list[tuple[int, int]]:
-    """Spans of V runs where ``vt_min_beats`` consecutive V beats reach the VT rate."""
-    k, runs, i = cfg.vt_min_beats, [], 0
+    """Runs of >= ``vt_min_beats`` V beats whose median interval is at the VT rate."""
+    runs, i = [], 0
     while i < len(labels):
         j = i
         while j < len(labels) and labels[j] == "V":
             j += 1
-        fast = [s for s in range(i, j - k + 1)
-                if 60.0 * (k - 1) * _US / max(bt[s + k - 1] - bt[s], 1) >= cfg.vt_min_rate_bpm]
-        if fast:
-            runs.append((int(bt[fast[0]]), int(bt[fast[-1] + k - 1])))
+        if j - i >= cfg.vt_min_beats:
+            med = float(np.median(np.diff(bt[i:j])))
+            if med > 0 and 60.0 * _US / med >= cfg.vt_min_rate_bpm:
+                runs.append((int(bt[i]), int(bt[j - 1])))
         i = max(j, i + 1)
     return runs
 

@@ -209,10 +209,13 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
 def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
     cfg, now = ev.cfg, ev.now_us
     run = pat.trailing_run(beats, "V")
-    newest = run[-cfg.vt_min_beats:]      # rate of the newest beats: a slow lead-in V is no alibi
+    newest = run[-max(cfg.vt_min_beats, 8):]   # the newest beats: a slow lead-in V is no alibi
     fast = len(run) >= cfg.vt_min_beats and pat.rate_bpm(newest) >= cfg.vt_min_rate_bpm
     if fast:
-        ev.hold("vt", True, newest[0][0], cfg.clear_after_s, newest)
+        slow = 60.0 * _US / cfg.vt_min_rate_bpm        # onset: after the last slow interval
+        first = max([i + 1 for i in range(len(newest) - 1)
+                     if newest[i + 1][0] - newest[i][0] > slow] or [0])
+        ev.hold("vt", True, newest[min(first, len(newest) - 2)][0], cfg.clear_after_s, newest)
     ev.hold("pvc_run", len(run) >= cfg.vt_min_beats and not fast, run[0][0] if run else now,
             cfg.event_hold_s, run)
     vt = ev.state.cond("vt")

@@ -26,10 +26,14 @@ def trailing_run(beats: Sequence[Beat], label: str) -> list[Beat]:
 
 
 def rate_bpm(run: Sequence[Beat]) -> float:
-    """Mean rate inside a run (its n-1 intervals), beats per minute; 0 for < 2 beats."""
-    if len(run) < 2 or run[-1][0] <= run[0][0]:
-        return 0.0
-    return 60.0 * (len(run) - 1) * _US / (run[-1][0] - run[0][0])
+    """Rate inside a run from the median of its n-1 intervals (bpm); 0 for < 2 beats.
+
+    The median lets one long interval inside a ventricular run (a blocked or missed
+    beat) not hide the run's rate; for 3 beats it equals the mean.
+    """
+    rr = [b[0] - a[0] for a, b in zip(run[:-1], run[1:], strict=True)]
+    med = statistics.median(rr) if rr else 0
+    return 60.0 * _US / med if med > 0 else 0.0
 
 
 def _token(label: str) -> str:
