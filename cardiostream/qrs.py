@@ -53,6 +53,9 @@ class QRSParams:
     twave_s: float = 0.36          # a candidate this close to the last beat may be a T wave
     twave_slope_ratio: float = 0.5
     th: float = 0.35               # threshold fraction between noise and QRS levels
+    artefact_low: float = 0.15     # one-lead artefact: another lead below this x its QRS level,
+    artefact_high: float = 1.5     # ... this lead above this x its own QRS level,
+    artefact_premature: float = 0.7   # ... and earlier than this x the mean RR
     searchback_rr: float = 1.5
     searchback_th: float = 0.5
     learn_s: float = 2.0           # threshold initialisation span at segment start
@@ -119,34 +122,55 @@ class QRSState:
     env_zi: np.ndarray | None = None   # (n_leads, 1, 2) energy-normaliser delays
     csum: np.ndarray | None = None     # (n_leads + 1, mwi) last cumulative sums (integrator)
     prev_bp: np.ndarray | None = None
-    hist_x: np.ndarray | None = None   # (n_leads, h) filtered input, last h samples
-    hist_f: np.ndarray | None = None   # (h,) normalised integrated feature
-    hist_ce: np.ndarray | None = None  # (h,) normalised energy (slope measure)
-    hist_g: np.ndarray | None = None   # (n_leads, h) per-lead energy level: fiducial weights
+    hist: np.ndarray | None = None     # (2 + 3 n_leads, h) last h samples, rows below
     scan_from: int = 0                 # first undecided candidate sample
     learned: bool = False
     qrs_peaks: list[float] = field(default_factory=list)
     noise_peaks: list[float] = field(default_factory=list)
     rr: list[int] = field(default_factory=list)
+    lead_peaks: list[list[float]] = field(default_factory=list)   # per lead, last QRS heights
     last_peak: int = -1                # integrator peak of the last beat (-1: none yet)
     last_r: int = -1
     last_slope: float = 0.0
     sb_best: tuple[int, float, float] | None = None   # (peak, height, slope) search-back pick
     sb_done: bool = False
 
+    # history rows: feature f, normalised energy ce (slope), per-lead capped features,
+    # filtered input (fiducial), per-lead energy level (fiducial weights)
+    @property
+    def hist_f(self) -> np.ndarray:
+        return self.hist[0]
+
+    @property
+    def hist_ce(self) -> np.ndarray:
+        return self.hist[1]
+
+    @property
+    def hist_lf(self) -> np.ndarray:
+        return self.hist[2:2 + self.n_leads]
+
+    @property
+    def hist_x(self) -> np.ndarray:
+        return self.hist[2 + self.n_leads:2 + 2 * self.n_leads]
+
+    @property
+    def hist_g(self) -> np.ndarray:
+        return self.hist[2 + 2 * self.n_leads:]
+
     @property
     def hist_start(self) -> int:
-        return self.n - (0 if self.hist_f is None else self.hist_f.shape[0])
+        return self.n - (0 if self.hist is None else self.hist.shape[1])
 
 
 def new_qrs_state(fs_hz: float, n_leads: int, params: QRSParams = DEFAULT_QRS) -> QRSState:
     if n_leads < 1:
         raise ValueError(f"n_leads must be >= 1, got {n_leads}")
-    return QRSState(fs_hz=float(fs_hz), n_leads=n_leads, params=params)
+    return QRSState(fs_hz=float(fs_hz), n_leads=n_leads, params=params,
+                    lead_peaks=[[] for _ in range(n_leads)])
 
 
-def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(n_leads, n) filtered mV → normalised energy ce (n,), feature f (n,), weights.
+def _features(st: QRSState, p: _Plan, x: np.ndarray) -> np.ndarray:
+    """(n_leads, n) filtered mV → this chunk's history rows (see ``QRSState.hist``).
 
     The integrator is a running sum over a carried cumulative sum: the same sequential
     additions whatever the chunking, so chunked == one-shot bit for bit.
@@ -173,25 +197,28 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray) -> tuple[np.ndarray, ...]:
     c = np.concatenate([st.csum[:, :-1], np.cumsum(rows, axis=1)], axis=1)
     st.csum = c[:, -p.mwi:]
     mwi = (c[:, p.mwi:] - c[:, :-p.mwi]) * (1.0 / p.mwi)
-    lead_f = mwi[:L]
+    n = e.shape[1]
+    block = np.empty((2 + 3 * L, n))                  # the history rows of this chunk
+    lead_f = block[2:2 + L]
     cap = st.params.lead_cap
     if cap > 0:                                   # one lead's artefact cannot outvote the rest
-        lead_f = lead_f / (1.0 + lead_f * (1.0 / cap))
-    f = np.add.reduce(lead_f, axis=0) * (1.0 / L)
-    f[mwi[L] < st.params.min_energy] = 0.0              # too little energy to be a QRS
-    ce = np.add.reduce(rows[:L, 1:], axis=0) * (1.0 / L)
-    return ce, f, env
-
-
-def _append(st: QRSState, p: _Plan, x, ce, f, g) -> None:
-    if st.hist_f is None:
-        st.hist_x, st.hist_f, st.hist_ce, st.hist_g = x, f, ce, g
+        np.divide(mwi[:L], 1.0 + mwi[:L] * (1.0 / cap), out=lead_f)
     else:
-        keep = p.hist
-        st.hist_x = np.concatenate([st.hist_x[:, -keep:], x], axis=1)
-        st.hist_f = np.concatenate([st.hist_f[-keep:], f])
-        st.hist_ce = np.concatenate([st.hist_ce[-keep:], ce])
-        st.hist_g = np.concatenate([st.hist_g[:, -keep:], g], axis=1)
+        lead_f[:] = mwi[:L]
+    f = block[0]
+    np.multiply(np.add.reduce(lead_f, axis=0), 1.0 / L, out=f)
+    f[mwi[L] < st.params.min_energy] = 0.0              # too little energy to be a QRS
+    np.multiply(np.add.reduce(rows[:L, 1:], axis=0), 1.0 / L, out=block[1])
+    block[2 + L:2 + 2 * L] = x
+    block[2 + 2 * L:] = env
+    return block
+
+
+def _append(st: QRSState, p: _Plan, block: np.ndarray) -> None:
+    if st.hist is None:
+        st.hist = block
+    else:
+        st.hist = np.concatenate([st.hist[:, -p.hist:], block], axis=1)
 
 
 def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
@@ -252,6 +279,8 @@ def _accept(st: QRSState, p: _Plan, peak: int, height: float, slope: float,
     if st.last_r >= 0 and r - st.last_r <= p.rr_max:
         _push(st.rr, r - st.last_r, st.params.n_avg)
     _push(st.qrs_peaks, height, st.params.n_avg)
+    for lead, h in zip(st.lead_peaks, st.hist_lf[:, peak - st.hist_start].tolist(), strict=True):
+        _push(lead, h, st.params.n_avg)
     st.last_peak, st.last_r, st.last_slope = peak, r, slope
     st.sb_best, st.sb_done = None, False
     return Beat(r=r, peak=peak, committed=committed, height=height, searchback=searchback)
@@ -274,6 +303,19 @@ def _searchback(st: QRSState, p: _Plan, due: int) -> Beat | None:
     return _accept(st, p, best[0], best[1], best[2], due + p.half, True)
 
 
+def _one_lead_artefact(st: QRSState, peak: int, since: int) -> bool:
+    """A premature burst far above one lead's usual QRS while another lead sees almost
+    nothing: motion artefact, not a beat (an ectopic beat shows in every lead)."""
+    prm = st.params
+    if st.n_leads < 2 or not st.rr or since >= prm.artefact_premature * float(np.mean(st.rr)):
+        return False
+    if any(len(lead) < prm.n_avg for lead in st.lead_peaks):
+        return False
+    ratios = [h / max(_median(lead), 1e-12) for h, lead in
+              zip(st.hist_lf[:, peak - st.hist_start].tolist(), st.lead_peaks, strict=True)]
+    return min(ratios) < prm.artefact_low and max(ratios) > prm.artefact_high
+
+
 def _decide(st: QRSState, p: _Plan, peak: int) -> Beat | None:
     height = float(st.hist_f[peak - st.hist_start])
     slope = _slope(st, p, peak)
@@ -283,6 +325,8 @@ def _decide(st: QRSState, p: _Plan, peak: int) -> Beat | None:
     is_qrs = height >= _threshold(st)
     if is_qrs and since < p.twave and slope < st.params.twave_slope_ratio * st.last_slope:
         is_qrs = False                               # T wave: too slow for a QRS this close
+    if is_qrs and _one_lead_artefact(st, peak, since):
+        is_qrs = False
     if is_qrs:
         return _accept(st, p, peak, height, slope, peak + p.half, False)
     _push(st.noise_peaks, height, st.params.n_avg)
@@ -310,15 +354,14 @@ def qrs_step(state: QRSState, x: np.ndarray) -> tuple[QRSState, list[Beat]]:
     if x.shape[1] == 0:
         return state, []
     p = plan_for(state.params, state.fs_hz)
-    ce, f, g = _features(state, p, x)
-    _append(state, p, x, ce, f, g)
+    _append(state, p, _features(state, p, x))
     state.n += x.shape[1]
     return state, _scan(state, p, state.n - p.half)
 
 
 def qrs_flush(state: QRSState) -> tuple[QRSState, list[Beat]]:
     """Decide the remaining candidates with the look-ahead the segment still has (its end)."""
-    if state.hist_f is None:
+    if state.hist is None:
         return state, []
     return state, _scan(state, plan_for(state.params, state.fs_hz), state.n)
 
