@@ -23,6 +23,7 @@ import numpy as np
 from cardiostream.filters import FilterState, design_sos, filter_step, new_filter_state
 from cardiostream.qrs import (
     DEFAULT_QRS,
+    Beat,
     QRSParams,
     QRSState,
     new_qrs_state,
@@ -58,6 +59,7 @@ class DeviceState:
     beat_counter: int = 0
     window_counter: int = 0
     samples_in: int = 0           # input samples consumed in this segment
+    last_detections: list[Beat] = field(default_factory=list)  # detector output, last call
     qrs_params: QRSParams = field(default=DEFAULT_QRS)
 
     @property
@@ -119,6 +121,7 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
     state.resampler, raw = resample_step(state.resampler, x)
     state.filt, filt = filter_step(state.filt, raw)
     state.qrs, beats = qrs_step(state.qrs, filt)
+    state.last_detections = beats
     state.win, beat_windows, rhythm_windows = window_step(win, filt, raw, beats,
                                                           state.qrs.scan_from)
     _sync_counters(state)
@@ -132,6 +135,7 @@ def flush_device(state: DeviceState) -> tuple[DeviceState, list[BeatWindow]]:
     if state.win is None:
         return state, []
     state.qrs, beats = qrs_flush(state.qrs)
+    state.last_detections = beats
     state.win, beat_windows, _ = window_step(state.win, np.empty((state.n_leads, 0)),
                                              np.empty((state.n_leads, 0)), beats, 0)
     state.win, rest = window_flush(state.win)
@@ -159,6 +163,7 @@ def reset_device(state: DeviceState, fs_in_hz: float | None = None,
 class RecordWindows:
     beats: list[BeatWindow]
     rhythms: list[RhythmWindow]
+    detections: list[Beat] = field(default_factory=list)  # detector beats (model samples)
 
 
 def process_record(record: Record, spec: SignalSpec, chunk_s: float = 0.5,
@@ -177,12 +182,15 @@ def process_record(record: Record, spec: SignalSpec, chunk_s: float = 0.5,
     x = record.millivolts()
     beats: list[BeatWindow] = []
     rhythms: list[RhythmWindow] = []
+    detections: list[Beat] = []
     for i in range(0, x.shape[1], step):
         t0 = start_us + round(i * _US / record.fs_hz)
         state, b, r = process_chunk(state, x[:, i:i + step], t0)
         beats += b
         rhythms += r
+        detections += state.last_detections
     if flush:
         state, b = flush_device(state)
         beats += b
-    return RecordWindows(beats, rhythms)
+        detections += state.last_detections
+    return RecordWindows(beats, rhythms, detections)
