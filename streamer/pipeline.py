@@ -183,8 +183,6 @@ class Pipeline:
             self._m_latency.observe(max(0.0, now_s - win.last_sample_time_us / 1e6))
         self.stats[f"windows_{kind}"] += len(windows)
         self._m_windows[kind].inc(len(windows))
-        # device time ~ wall time for live devices (and 1x replay); ahead of it, clamped to 0
-        metrics.observe_latency("processor", windows[-1].last_sample_time_us / 1e6)
 
     def _count(self, seq_out: sequencing.SeqOutput) -> None:
         for _, reason in seq_out.dropped:
