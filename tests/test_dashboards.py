@@ -96,3 +96,21 @@ def test_variable_queries_name_metrics(dashboards: dict[str, dict]) -> None:
 ])
 def test_metric_names_oracle(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
+
+
+CORE_PANEL_TYPES = {"stat", "timeseries", "bargauge", "gauge", "table", "piechart",
+                    "state-timeline", "status-history", "text", "row"}
+
+
+def test_panels_are_core_types_on_a_non_overlapping_24_column_grid(
+        dashboards: dict[str, dict]) -> None:
+    for dash in dashboards.values():
+        cells: dict[tuple[int, int], str] = {}
+        for panel in panels(dash):
+            assert panel["type"] in CORE_PANEL_TYPES, f"{panel['title']}: {panel['type']}"
+            g = panel["gridPos"]
+            assert 0 <= g["x"] and g["x"] + g["w"] <= 24 and g["h"] > 0, panel["title"]
+            for x in range(g["x"], g["x"] + g["w"]):
+                for y in range(g["y"], g["y"] + g["h"]):
+                    other = cells.setdefault((x, y), panel["title"])
+                    assert other == panel["title"], f"{panel['title']} overlaps {other}"
