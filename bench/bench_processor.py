@@ -1,6 +1,7 @@
 """Processor capacity: cost per chunk, and devices one worker sustains through the broker.
 
-Part 1 (in process, no broker): the per-chunk cost of each stage on MIT-BIH
+Part 1 (in process, no broker): the CPU time per chunk (``time.process_time``,
+so other jobs on the machine do not inflate it) of each stage on MIT-BIH
 chunks: decode+validate, DSP step (resample, filter, QRS, windows, quality),
 window encoding, and the whole ``Pipeline.handle``.
 
@@ -8,8 +9,12 @@ Part 2 (real broker): pre-produce ``--devices`` devices x ``--seconds`` of
 MIT-BIH signal (360 Hz, two leads, ``--chunk-s`` chunks, devices cycling over
 the non-paced records) to fresh topics at maximum speed, then start one
 ``cardiostream process`` worker and read its ``cardiostream_samples_total``
-counter every second. The steady rate (between 10 % and 90 % of the records)
-in samples/s divided by 360 is the number of devices it sustains in real time.
+and ``process_cpu_seconds_total`` every second. The steady rate (between 10 %
+and 90 % of the records) in samples per wall second divided by 360 is the
+number of devices it sustained on this (shared) machine; samples per worker
+CPU second / 360 is the number one free core would sustain. ``--null-dsp-too``
+repeats the run with a worker whose DSP does nothing (Faust, Kafka, decode and
+sequencing only).
 
     nice python bench/bench_processor.py --devices 2000 --seconds 20
 """
@@ -133,8 +138,26 @@ def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float)
     return n
 
 
+def serve_null_dsp(argv: list[str]) -> None:
+    """A worker whose DSP does nothing: the Faust + Kafka + decode + sequencing overhead."""
+    import faust
+
+    from cardiostream.metrics import start_metrics_server
+    from streamer.app import create_app
+    from streamer.pipeline import Dsp
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--metrics-port", type=int)
+    ap.add_argument("--loglevel", default="warning")
+    args = ap.parse_args(argv)
+    null = Dsp(lambda *a, **k: None, lambda state, x, t0: (state, [], []))
+    app = create_app(load_settings(), dsp=null)
+    start_metrics_server(args.metrics_port)
+    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+
+
 def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
-                   timeout_s: float) -> dict:
+                   timeout_s: float, null_dsp: bool = False) -> dict:
     from cardiostream.infra import kafka, topics
     from streamer.harness import WorkerProcess
 
@@ -150,7 +173,8 @@ def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
         n_chunks = preproduce(settings, devices, seconds, chunk_s)
         produce_s = time.perf_counter() - t
         log = Path(tempfile.gettempdir()) / f"bench-processor-{suffix}.log"
-        worker = WorkerProcess(settings, log, loglevel="warning").start()
+        command = [sys.executable, __file__, "--serve-null-dsp"] if null_dsp else None
+        worker = WorkerProcess(settings, log, loglevel="warning", command=command).start()
         try:
             series = _watch(worker, n_chunks, timeout_s)
         finally:
@@ -159,7 +183,8 @@ def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
     finally:
         topics.delete(topics.topic_names(settings), kafka.node(settings))
     rate, per_cpu_s = _steady_rate(series)
-    return {"devices": devices, "seconds": seconds, "chunk_s": chunk_s, "chunks": n_chunks,
+    return {"dsp": "none" if null_dsp else "cardiostream.processing",
+            "devices": devices, "seconds": seconds, "chunk_s": chunk_s, "chunks": n_chunks,
             "produce_s": produce_s, "samples_processed": total_samples,
             "wall_s": series[-1][0], "samples_per_s": rate,
             "chunks_per_s": rate / (chunk_s * 360.0), "devices_sustained": rate / 360.0,
@@ -208,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cost-seconds", type=float, default=60.0)
     ap.add_argument("--timeout-s", type=float, default=900.0)
     ap.add_argument("--skip-broker", action="store_true")
+    ap.add_argument("--null-dsp-too", action="store_true",
+                    help="also measure a worker whose DSP does nothing (framework overhead)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "processor.json")
     args = ap.parse_args(argv)
     settings = load_settings()
@@ -221,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
         result["broker"] = through_broker(settings, args.devices, args.seconds, args.chunk_s,
                                           args.timeout_s)
         print(json.dumps(result["broker"], indent=2))
+        if args.null_dsp_too:
+            result["broker_null_dsp"] = through_broker(settings, args.devices, args.seconds,
+                                                       args.chunk_s, args.timeout_s, True)
+            print(json.dumps(result["broker_null_dsp"], indent=2))
     result["machine"] = _machine()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -238,4 +269,7 @@ def _machine() -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    if sys.argv[1:2] == ["--serve-null-dsp"]:
+        serve_null_dsp(sys.argv[2:])
+    else:
+        raise SystemExit(main())

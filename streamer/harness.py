@@ -61,17 +61,19 @@ def wait_assigned(workers: list[WorkerProcess], partitions: int, timeout_s: floa
 class WorkerProcess:
     """``cardiostream process`` in a child process; ``kill()`` is SIGKILL (no clean-up)."""
 
-    def __init__(self, settings: Settings, log_path: Path, loglevel: str = "info") -> None:
+    def __init__(self, settings: Settings, log_path: Path, loglevel: str = "info",
+                 command: list[str] | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
         self.loglevel = loglevel
+        self.command = command or [sys.executable, "-m", "cardiostream.cli", "process"]
         self.metrics_port = free_port()
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> WorkerProcess:
         env = {**os.environ, **settings_env(self.settings)}
-        cmd = [sys.executable, "-m", "cardiostream.cli", "process", "--metrics-port",
-               str(self.metrics_port), "--loglevel", self.loglevel]
+        cmd = [*self.command, "--metrics-port", str(self.metrics_port),
+               "--loglevel", self.loglevel]
         log = open(self.log_path, "ab")   # noqa: SIM115 - the child owns it until it exits
         self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
