@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import faust
@@ -43,7 +44,7 @@ class Processor:
         self.assigned: set[int] = set()          # samples-topic partitions owned now
         self.positions: dict[int, int] = {}      # partition -> next offset to process
         self.records = 0
-        self.warmups: list[Any] = []
+        self.warmups: deque[Any] = deque(maxlen=64)   # latest WarmupReports
         self.send_errors = 0
         self._last_records = 0
         self._last_progress = time.monotonic()
@@ -60,11 +61,21 @@ class Processor:
         self.records += 1
 
     async def _warm(self, msg: Any) -> None:
+        from aiokafka.errors import KafkaError
+
         self.pipeline.drop_partitions({msg.partition})
         if self.settings.processor.warmup_s > 0 and msg.offset > 0:
-            report = await warm_up(self.settings, self.pipeline, msg.topic, msg.partition,
-                                   msg.offset, int(msg.timestamp * 1000))
-            self.warmups.append(report)
+            try:
+                report = await warm_up(self.settings, self.pipeline, msg.topic, msg.partition,
+                                       msg.offset, int(msg.timestamp * 1000))
+                self.warmups.append(report)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                # Policy: a failed re-read leaves the partition's devices cold (they start a
+                # new segment at this record) rather than stopping every device of the worker.
+                self.pipeline.drop_partitions({msg.partition})
+                self.pipeline.stats["warmup_failed"] += 1
+                log.warning("warm-up of %s[%d] before offset %d failed, devices start cold: %r",
+                            msg.topic, msg.partition, msg.offset, exc)
         self.warm.add(msg.partition)
 
     async def _send(self, out: Output) -> None:

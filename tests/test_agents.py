@@ -90,3 +90,21 @@ def test_partition_moved_away_is_forgotten_and_warmed_again(harness):
             await ag.put(encode_chunk(chunk(1)), key=b"bed-1")
     run(scenario())
     assert harness.warmups == [(0, 1)]               # re-read everything before offset 1
+
+
+def test_a_failed_warm_up_leaves_the_devices_cold_and_processing_going(harness, monkeypatch):
+    async def broken_warm_up(*args, **kwargs):
+        raise OSError("broker unreachable")
+
+    monkeypatch.setattr(agents, "warm_up", broken_warm_up)
+    proc = harness.proc
+
+    async def scenario():
+        async with harness.agent.test_context() as ag:
+            await ag.put(encode_chunk(chunk(0)), key=b"bed-1")
+            proc.on_assigned(set())
+            await ag.put(encode_chunk(chunk(1)), key=b"bed-1")
+    run(scenario())
+    assert proc.pipeline.stats["warmup_failed"] == 1
+    assert proc.records == 2 and proc.warm == {0}
+    assert proc.pipeline.stats["reset_start"] == 2          # cold restart = new segment
