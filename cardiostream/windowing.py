@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,6 +32,31 @@ from cardiostream.schemas import BeatWindow, RhythmWindow
 from cardiostream.signal import SignalSpec
 
 _US = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    """A spec's window sizes in samples, computed once."""
+
+    decim: int        # model samples per rhythm sample
+    hop: int          # rhythm hop, model samples
+    win: int          # rhythm window, model samples
+    win_d: int        # rhythm window, decimated samples
+    margin: int       # samples past a rhythm window's end before its beat list is final
+    keep: int         # history kept for late (search-back) beats, model samples
+    rkeep: int        # decimated history kept
+
+
+@lru_cache(maxsize=32)
+def _geometry(spec: SignalSpec, lookahead: int) -> _Geometry:
+    decim = round(spec.fs_hz / spec.rhythm_fs_hz)
+    win = round(spec.rhythm_window_s * spec.fs_hz)
+    # an R peak lies at most ~0.15 s before the integrator peak the detector decides on
+    margin = round(0.15 * spec.fs_hz) + lookahead
+    keep = round(4.0 * spec.fs_hz) + spec.beat_span
+    rkeep = win // decim + 2 * margin // decim + 4
+    return _Geometry(decim, round(spec.rhythm_hop_s * spec.fs_hz), win, win // decim, margin,
+                     keep, rkeep)
 
 
 @dataclass(slots=True)
@@ -60,19 +86,22 @@ class WindowState:
     beat_counter: int = 0        # carried across segments
     window_counter: int = 0      # carried across segments
     n: int = 0                   # model-rate samples seen in this segment
-    filt: np.ndarray | None = None   # (n_leads, h) float32 recent filtered samples
-    raw: np.ndarray | None = None    # (n_leads, h) float32 recent unfiltered samples
-    rfilt: np.ndarray | None = None  # (n_leads, m) decimated filtered, rhythm window span
-    rraw: np.ndarray | None = None   # (n_leads, m) decimated unfiltered
+    hist: np.ndarray | None = None   # (2 n_leads, h) float32 recent filtered; unfiltered rows
+    rhist: np.ndarray | None = None  # (2 n_leads, m) the same decimated, rhythm window span
     next_rhythm: int = 0             # index within segment of the next rhythm window
     pending: list[_Pending] = field(default_factory=list)
     rr_hist: deque = field(default_factory=deque)     # RR seconds, newest last
+    rr_sum: float = 0.0                               # sum of rr_hist (long-term mean)
     beat_times: deque = field(default_factory=deque)  # recent beats (rhythm window lists)
     last_r: int = -1
 
     @property
     def hist_start(self) -> int:
-        return self.n - (0 if self.filt is None else self.filt.shape[1])
+        return self.n - (0 if self.hist is None else self.hist.shape[1])
+
+    @property
+    def geo(self) -> _Geometry:
+        return _geometry(self.spec, self.lookahead)
 
 
 def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, segment: int,
@@ -82,39 +111,23 @@ def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, 
         raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
     return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
                        spec.spec_id,
-                       rr_hist=deque(maxlen=max(spec.long_rr_beats, spec.local_rr_beats)))
+                       rr_hist=deque(maxlen=spec.long_rr_beats))
 
 
 def _time_us(ws: WindowState, k: int) -> int:
     return ws.t0_us + round(k * _US / ws.spec.fs_hz)
 
 
-def _keep(ws: WindowState) -> int:
-    """Samples of history a late (search-back) beat may still need."""
-    return round(4.0 * ws.spec.fs_hz) + ws.spec.beat_span
-
-
 def _append(ws: WindowState, filt: np.ndarray, raw: np.ndarray) -> None:
-    decim = round(ws.spec.fs_hz / ws.spec.rhythm_fs_hz)
-    first = (-ws.n) % decim
-    win = round(ws.spec.rhythm_window_s * ws.spec.rhythm_fs_hz) + 2 * _margin(ws) // decim + 4
-    f32, r32 = filt.astype(np.float32), raw.astype(np.float32)
-    if ws.filt is None:
-        ws.filt, ws.raw = f32, r32
-        ws.rfilt, ws.rraw = f32[:, first::decim], r32[:, first::decim]
+    g = ws.geo
+    block = np.concatenate([filt, raw], axis=0, dtype=np.float32)
+    first = (-ws.n) % g.decim
+    if ws.hist is None:
+        ws.hist, ws.rhist = block, block[:, first::g.decim]
     else:
-        keep = _keep(ws)
-        ws.filt = np.concatenate([ws.filt[:, -keep:], f32], axis=1)
-        ws.raw = np.concatenate([ws.raw[:, -keep:], r32], axis=1)
-        ws.rfilt = np.concatenate([ws.rfilt[:, -win:], f32[:, first::decim]], axis=1)
-        ws.rraw = np.concatenate([ws.rraw[:, -win:], r32[:, first::decim]], axis=1)
+        ws.hist = np.concatenate([ws.hist[:, -g.keep:], block], axis=1)
+        ws.rhist = np.concatenate([ws.rhist[:, -g.rkeep:], block[:, first::g.decim]], axis=1)
     ws.n += filt.shape[1]
-
-
-def _margin(ws: WindowState) -> int:
-    """Samples past a rhythm window's end before its beat list is final: an R peak lies at
-    most ~0.15 s before the integrator peak the detector decides on, plus the look-ahead."""
-    return round(0.15 * ws.spec.fs_hz) + ws.lookahead
 
 
 def _span(ws: WindowState, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -134,10 +147,14 @@ def _add_beat(ws: WindowState, beat: Beat) -> None:
         prev.next_commit, prev.rr_next_s = beat.committed, (beat.r - prev.beat.r) / fs
     rr_prev = (beat.r - ws.last_r) / fs if ws.last_r >= 0 else 0.0
     if rr_prev > 0:
+        if len(ws.rr_hist) == ws.rr_hist.maxlen:
+            ws.rr_sum -= ws.rr_hist[0]
         ws.rr_hist.append(rr_prev)
-    rr = list(ws.rr_hist)
-    local = float(np.mean(rr[-ws.spec.local_rr_beats:])) if rr else 0.0
-    long = float(np.mean(rr[-ws.spec.long_rr_beats:])) if rr else 0.0
+        ws.rr_sum += rr_prev
+    n_rr = len(ws.rr_hist)
+    k = min(n_rr, ws.spec.local_rr_beats)
+    local = sum(ws.rr_hist[n_rr - 1 - i] for i in range(k)) / k if k else 0.0
+    long = ws.rr_sum / n_rr if n_rr else 0.0
     ws.pending.append(_Pending(beat, ws.beat_counter, rr_prev, local, long))
     ws.beat_counter += 1
     ws.last_r = beat.r
@@ -148,7 +165,8 @@ def _cut(ws: WindowState, pb: _Pending) -> None:
     """Cut the beat's samples while they are in the history (its next beat may be far)."""
     lo = pb.beat.r - ws.spec.beat_pre
     hi = lo + ws.spec.beat_span
-    filt, raw = _span(ws, ws.filt, lo, hi), _span(ws, ws.raw, lo, hi)
+    both = _span(ws, ws.hist, lo, hi)
+    filt, raw = both[:ws.n_leads], both[ws.n_leads:]
     flags, _ = lead_quality(raw, filt, ws.spec.fs_hz, spectral=False)
     pb.samples, pb.quality = np.ascontiguousarray(filt, dtype=np.float32), best_quality(flags)
 
@@ -182,30 +200,26 @@ def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
 
 
 def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
-    spec = ws.spec
-    decim = round(spec.fs_hz / spec.rhythm_fs_hz)
-    hop, win = round(spec.rhythm_hop_s * spec.fs_hz), round(spec.rhythm_window_s * spec.fs_hz)
-    win_d = win // decim
+    g, L = ws.geo, ws.n_leads
     out: list[RhythmWindow] = []
-    while (start := ws.next_rhythm * hop) + win + _margin(ws) <= min(decided, ws.n):
-        ready = start + win + _margin(ws)      # every decision before this sample is made
-        end_d = -((-(start + win)) // decim)             # decimated samples before the end
-        n_d = -((-ws.n) // decim)
-        take = slice(ws.rfilt.shape[1] - (n_d - end_d) - win_d, ws.rfilt.shape[1] - (n_d - end_d))
-        filt, raw = ws.rfilt[:, take], ws.rraw[:, take]
-        flags, sqi = lead_quality(raw, filt, spec.rhythm_fs_hz)
+    while (start := ws.next_rhythm * g.hop) + g.win + g.margin <= min(decided, ws.n):
+        ready = start + g.win + g.margin       # every decision before this sample is made
+        end_d = -((-(start + g.win)) // g.decim)         # decimated samples before the end
+        stop = ws.rhist.shape[1] - (-((-ws.n) // g.decim) - end_d)
+        both = ws.rhist[:, stop - g.win_d:stop]
+        flags, sqi = lead_quality(both[L:], both[:L], ws.spec.rhythm_fs_hz)
         beats = tuple(_time_us(ws, b.r) for b in ws.beat_times
-                      if start <= b.r < start + win and b.committed - ws.lookahead < ready)
+                      if start <= b.r < start + g.win and b.committed - ws.lookahead < ready)
         out.append(RhythmWindow(
             device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec_id, segment=ws.segment,
             window_index=ws.window_counter, start_time_us=_time_us(ws, start),
-            end_time_us=_time_us(ws, start + win),
+            end_time_us=_time_us(ws, start + g.win),
             last_sample_time_us=_time_us(ws, ready - 1 + ws.lookahead) + ws.latency_us,
-            fs_hz=spec.rhythm_fs_hz, beat_times_us=beats, quality=flags, sqi=sqi,
-            samples=np.ascontiguousarray(filt, dtype=np.float32)))
+            fs_hz=ws.spec.rhythm_fs_hz, beat_times_us=beats, quality=flags, sqi=sqi,
+            samples=np.ascontiguousarray(both[:L])))
         ws.next_rhythm += 1
         ws.window_counter += 1
-    while ws.beat_times and ws.beat_times[0].r < ws.next_rhythm * hop:
+    while ws.beat_times and ws.beat_times[0].r < ws.next_rhythm * g.hop:
         ws.beat_times.popleft()
     return out
 
@@ -224,7 +238,7 @@ def window_step(ws: WindowState, filt: np.ndarray, raw: np.ndarray, beats: list[
 
 def window_flush(ws: WindowState) -> tuple[WindowState, list[BeatWindow]]:
     """Segment end: emit every pending beat (missing samples edge-padded, rr_next_s 0)."""
-    if ws.filt is None:
+    if ws.hist is None:
         ws.pending.clear()
         return ws, []
     return ws, _ready_beats(ws, flush=True)
