@@ -290,7 +290,7 @@ def _searchback_due(st: QRSState) -> int | None:
     """Sample at which search-back fires, or None (no beat yet / no RR / already tried)."""
     if st.last_peak < 0 or not st.rr or st.sb_done:
         return None
-    return st.last_peak + round(st.params.searchback_rr * float(np.mean(st.rr)))
+    return st.last_peak + round(st.params.searchback_rr * (sum(st.rr) / len(st.rr)))
 
 
 def _searchback(st: QRSState, p: _Plan, due: int) -> Beat | None:
@@ -307,7 +307,7 @@ def _one_lead_artefact(st: QRSState, peak: int, since: int) -> bool:
     """A premature burst far above one lead's usual QRS while another lead sees almost
     nothing: motion artefact, not a beat (an ectopic beat shows in every lead)."""
     prm = st.params
-    if st.n_leads < 2 or not st.rr or since >= prm.artefact_premature * float(np.mean(st.rr)):
+    if st.n_leads < 2 or not st.rr or since >= prm.artefact_premature * (sum(st.rr) / len(st.rr)):
         return False
     if any(len(lead) < prm.n_avg for lead in st.lead_peaks):
         return False
