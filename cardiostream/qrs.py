@@ -95,7 +95,7 @@ def plan_for(params: QRSParams, fs_hz: float) -> _Plan:
     mwi = max(1, round(params.mwi_s * fs_hz))
     rr_max = round(params.rr_max_s * fs_hz)
     half = round(params.peak_half_s * fs_hz)
-    hist = round(params.searchback_rr * rr_max) + half + 2 * mwi + 8
+    hist = 2 * half + mwi + 16          # candidates need +-half, fiducial/slope mwi + 8 back
     env = np.array([[alpha, 0.0, 0.0, 1.0, alpha - 1.0, 0.0]])
     return _Plan(np.ascontiguousarray(bp), env, mwi, half, round(params.refractory_s * fs_hz),
                  round(params.twave_s * fs_hz), round(params.learn_s * fs_hz), rr_max, hist)
@@ -132,7 +132,7 @@ class QRSState:
     last_peak: int = -1                # integrator peak of the last beat (-1: none yet)
     last_r: int = -1
     last_slope: float = 0.0
-    sb_best: tuple[int, float, float] | None = None   # (peak, height, slope) search-back pick
+    sb_best: tuple | None = None       # search-back pick: (peak, height, slope, r, lead heights)
     sb_done: bool = False
 
     # history rows: feature f, normalised energy ce (slope), per-lead capped features,
@@ -218,7 +218,8 @@ def _append(st: QRSState, p: _Plan, block: np.ndarray) -> None:
     if st.hist is None:
         st.hist = block
     else:
-        st.hist = np.concatenate([st.hist[:, -p.hist:], block], axis=1)
+        keep = p.hist if st.learned else st.hist.shape[1]   # learning reads the first learn_s
+        st.hist = np.concatenate([st.hist[:, -keep:], block], axis=1)
 
 
 def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
@@ -273,17 +274,23 @@ def _slope(st: QRSState, p: _Plan, peak: int) -> float:
     return float(st.hist_ce[max(h0, peak - p.mwi - 2) - h0:peak + 1 - h0].max())
 
 
-def _accept(st: QRSState, p: _Plan, peak: int, height: float, slope: float,
-            committed: int, searchback: bool) -> Beat:
-    r = _fiducial(st, p, peak)
+def _accept(st: QRSState, p: _Plan, pick: tuple, committed: int, searchback: bool) -> Beat:
+    """Commit ``pick`` = (peak, height, slope, r, per-lead heights) as a beat."""
+    peak, height, slope, r, leads = pick
     if st.last_r >= 0 and r - st.last_r <= p.rr_max:
         _push(st.rr, r - st.last_r, st.params.n_avg)
     _push(st.qrs_peaks, height, st.params.n_avg)
-    for lead, h in zip(st.lead_peaks, st.hist_lf[:, peak - st.hist_start].tolist(), strict=True):
+    for lead, h in zip(st.lead_peaks, leads, strict=True):
         _push(lead, h, st.params.n_avg)
     st.last_peak, st.last_r, st.last_slope = peak, r, slope
     st.sb_best, st.sb_done = None, False
     return Beat(r=r, peak=peak, committed=committed, height=height, searchback=searchback)
+
+
+def _pick(st: QRSState, p: _Plan, peak: int, height: float, slope: float) -> tuple:
+    """Everything a beat at ``peak`` needs, taken while its samples are in the history."""
+    return (peak, height, slope, _fiducial(st, p, peak),
+            st.hist_lf[:, peak - st.hist_start].tolist())
 
 
 def _searchback_due(st: QRSState) -> int | None:
@@ -300,7 +307,7 @@ def _searchback(st: QRSState, p: _Plan, due: int) -> Beat | None:
         return None
     if best[1] in st.noise_peaks:
         st.noise_peaks.remove(best[1])          # it was a QRS after all
-    return _accept(st, p, best[0], best[1], best[2], due + p.half, True)
+    return _accept(st, p, best, due + p.half, True)
 
 
 def _one_lead_artefact(st: QRSState, peak: int, since: int) -> bool:
@@ -328,10 +335,10 @@ def _decide(st: QRSState, p: _Plan, peak: int) -> Beat | None:
     if is_qrs and _one_lead_artefact(st, peak, since):
         is_qrs = False
     if is_qrs:
-        return _accept(st, p, peak, height, slope, peak + p.half, False)
+        return _accept(st, p, _pick(st, p, peak, height, slope), peak + p.half, False)
     _push(st.noise_peaks, height, st.params.n_avg)
     if since >= p.twave and (st.sb_best is None or height > st.sb_best[1]):
-        st.sb_best = (peak, height, slope)
+        st.sb_best = _pick(st, p, peak, height, slope)
     return None
 
 
