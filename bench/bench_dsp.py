@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiostream.annotate import annotate_record
-from cardiostream.processing import new_device_state, process_chunk, process_record
+from cardiostream.processing import new_device_state, process_chunk
 from cardiostream.records import NON_PACED, load_record
 from cardiostream.settings import REPO_ROOT, load_settings
 from cardiostream.signal import DEFAULT_SPEC
@@ -137,9 +137,9 @@ def speed_section(results: list[dict]) -> str:
 def _annotate_one(job: tuple[str, str, str, float]) -> tuple[str, list[float], int]:
     name, source, out, chunk_s = job
     record = load_record(Path(source), name)
-    _, n = annotate_record(record, Path(source), Path(out), DEFAULT_SPEC, "cs",
-                           chunk_s=chunk_s)
-    dets = process_record(record, DEFAULT_SPEC, chunk_s=chunk_s).detections
+    _, windows = annotate_record(record, Path(source), Path(out), DEFAULT_SPEC, "cs",
+                                 chunk_s=chunk_s)
+    dets = windows.detections
     fs = DEFAULT_SPEC.fs_hz
     start = 300 * fs
     delays = [(d.committed - d.r) / fs for d in dets if d.r >= start]

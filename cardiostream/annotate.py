@@ -69,8 +69,8 @@ def write_annotations(out_dir: Path, name: str, ext: str, fs_hz: float,
 
 def annotate_record(record: Record, source_dir: Path, out_dir: Path, spec: SignalSpec,
                     ext: str = "cs", labeller: Labeller = unlabelled, chunk_s: float = 0.5,
-                    start_us: int = 0) -> tuple[Path, int]:
-    """Process one record and write its annotations; returns (path, number of beats)."""
+                    start_us: int = 0) -> tuple[Path, RecordWindows]:
+    """Process one record and write its annotations; returns (path, the record's windows)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     windows = process_record(record, spec, chunk_s=chunk_s, start_us=start_us)
     ann = labeller(record, windows, start_us)
@@ -78,4 +78,4 @@ def annotate_record(record: Record, source_dir: Path, out_dir: Path, spec: Signa
     header = record_path(source_dir, record.name).with_suffix(".hea")
     if header.resolve() != (out_dir / header.name).resolve():
         shutil.copyfile(header, out_dir / header.name)
-    return path, len(windows.beats)
+    return path, windows

@@ -30,12 +30,16 @@ def annotate(
     from cardiostream.settings import load_settings
     from cardiostream.signal import DEFAULT_SPEC
 
-    if model is not None:
-        # The classifier issue plugs its labeller in here (cardiostream.annotate.Labeller).
-        typer.secho(f"--model {model}: beat labelling from a model is not available yet",
-                    fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
     labeller = unlabelled
+    if model is not None:
+        from cardiostream.classify import ModelLabeller
+        from cardiostream.features import ModelLoadError
+
+        try:
+            labeller = ModelLabeller(model)
+        except (ModelLoadError, OSError, RuntimeError) as exc:
+            typer.secho(f"--model {model}: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from exc
     source = data or load_settings().paths.mitdb
     names = expand_records(records)
     if not names:
@@ -43,9 +47,9 @@ def annotate(
     for name in names:
         try:
             record = load_record(source, name)
-            path, n_beats = annotate_record(record, source, out, DEFAULT_SPEC, ext, labeller,
+            path, windows = annotate_record(record, source, out, DEFAULT_SPEC, ext, labeller,
                                             chunk_s)
         except (FileNotFoundError, ValueError, OSError) as exc:
             typer.secho(f"annotate {name}: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from exc
-        typer.echo(f"{name}: {n_beats} beats -> {path}")
+        typer.echo(f"{name}: {len(windows.beats)} beats -> {path}")
