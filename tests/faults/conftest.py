@@ -30,6 +30,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def frozen_code(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Workers import a copy of the code taken at session start (see ``Service.extra_env``)."""
+    from cardiostream.settings import REPO_ROOT
+    from tests.faults import harness as H
+
+    dest = tmp_path_factory.mktemp("code")
+    described = H.freeze_code(REPO_ROOT, dest)
+    before = dict(H.Service.extra_env)
+    H.Service.extra_env = {**before, "PYTHONPATH": str(dest)}
+    yield described
+    H.Service.extra_env = before
+
+
 @pytest.fixture(scope="session")
 def fault_stack(settings: Settings) -> Iterator[Settings]:
     """A private Kafka broker + Redis (AOF on) that the fault scenarios may stop and start."""

@@ -29,7 +29,15 @@ _US = 1_000_000
 
 
 class Service:
-    """One worker child process; ``kill()`` is SIGKILL, ``stop()`` SIGTERM then SIGKILL."""
+    """One worker child process; ``kill()`` is SIGKILL, ``stop()`` SIGTERM then SIGKILL.
+
+    ``extra_env`` (class-wide) goes into every child's environment: the suite sets
+    ``PYTHONPATH`` to a frozen copy of the code (``freeze_code``), so a baseline and
+    the fault runs compared with it, and every restart, run the very same code even
+    while the shared checkout changes under them.
+    """
+
+    extra_env: dict[str, str] = {}
 
     def __init__(self, name: str, args: list[str], settings: Settings, workdir: Path) -> None:
         self.name, self.args, self.settings = name, args, settings
@@ -46,7 +54,8 @@ class Service:
         argv = [sys.executable, "-m", "cardiostream.cli", *self.args,
                 "--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(argv, env=_settings_env(self.settings), cwd=self.workdir,
+            env = {**_settings_env(self.settings), **self.extra_env}
+            self.proc = subprocess.Popen(argv, env=env, cwd=self.workdir,
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         self.killed = False
@@ -120,6 +129,25 @@ class Service:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+PACKAGES = ("cardiostream", "streamer", "inference", "pipeline", "dashboards", "training")
+
+
+def freeze_code(repo: Path, dest: Path) -> str:
+    """Copy the service packages as they are now to ``dest``; returns a description of the
+    code (HEAD commit, and whether the tree had uncommitted changes)."""
+    import shutil
+
+    for pkg in PACKAGES:
+        if (repo / pkg).is_dir():
+            shutil.copytree(repo / pkg, dest / pkg,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", *PACKAGES],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return f"{head}{' + uncommitted changes' if dirty else ''}"
 
 
 def processor(settings: Settings, workdir: Path, name: str = "processor") -> Service:

@@ -51,8 +51,8 @@ def _table(rows: list[dict], columns) -> str:
 
 def render_faults(doc: dict) -> str:
     rows = list(doc.get("faults", {}).values())
-    order = ("baseline", "kill -9 processor", "kill -9 inference", "kafka down 20 s",
-             "redis down 20 s", "rebalance: 2 processors, kill one")
+    order = ("baseline", "control: no fault", "kill -9 processor", "kill -9 inference",
+             "kafka down 20 s", "redis down 20 s", "rebalance: 2 processors, kill one")
     rows.sort(key=lambda r: order.index(r["fault"]) if r["fault"] in order else 99)
     lines = [_table(rows, FAULT_COLUMNS), ""]
     for r in rows:

@@ -177,6 +177,24 @@ def beat_times(run_: RunResult) -> dict[str, set[int]]:
     return out
 
 
+def beat_labels(run_: RunResult) -> dict[tuple[str, int], set[tuple[str, str]]]:
+    """(device, r_time_us) -> every (label, quality) the run's results gave that beat."""
+    out: dict[tuple[str, int], set[tuple[str, str]]] = {}
+    for r in run_.results:
+        res = _result(r)
+        if res is not None and res.kind == "beat":
+            out.setdefault((res.device_id, res.r_time_us), set()).add((res.label, res.quality))
+    return out
+
+
+def label_diffs(base: RunResult, run_: RunResult) -> list[str]:
+    """Beats both runs have whose class or quality differ (or vary within one run)."""
+    a, b = beat_labels(base), beat_labels(run_)
+    origin = {d: c[0].t0_us for d, c in run_.replayer.chunks.items()}
+    return [f"{d}@{(t - origin[d]) / _US:.2f}s {sorted(a[(d, t)])}->{sorted(b[(d, t)])}"
+            for d, t in sorted(set(a) & set(b)) if a[(d, t)] != b[(d, t)]]
+
+
 def recovery_s(run_: RunResult) -> float | None:
     """Wall seconds from the end of the fault until every device has a result for data
     sent after it (None: no fault, or some device never got one)."""
@@ -233,6 +251,8 @@ def compare(base: RunResult, run_: RunResult, warmup_s: float) -> dict:
         if run_.fault_start else None,
         "beats_missing_in_warmup": missing_in,
         "beats_invented": invented,
+        "beat_label_diffs": len(diffs := label_diffs(base, run_)),
+        "label_diff_examples": diffs[:8],
         "fault_duration_s": round(run_.fault_end - run_.fault_start, 1),
         "recovery_s": None if (r := recovery_s(run_)) is None else round(r, 1),
         "crashes": sum(run_.crashes.values()),

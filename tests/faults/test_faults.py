@@ -48,12 +48,13 @@ def replay_input(data_dir: Path) -> tuple[dict[str, list[SampleChunk]], dict[str
 
 
 @pytest.fixture(scope="module")
-def baseline(run_settings, rule_models, fault_stack, replay_input, tmp_path_factory):
+def baseline(run_settings, rule_models, fault_stack, replay_input, tmp_path_factory,
+             frozen_code):
     chunks, tail = replay_input
     s = run_settings(rule_models)
     base = S.run("baseline", s, fault_stack, tmp_path_factory.mktemp("baseline"), chunks,
                  tail, SPEED)
-    row = S.compare(base, base, s.processor.warmup_s)
+    row = S.compare(base, base, s.processor.warmup_s) | {"code": frozen_code}
     report.record("faults", "baseline", row)
     assert row["alarms_expected"] > 0, "the baseline raised no alarm: nothing to compare"
     assert not base.replayer.errors, base.replayer.errors[:5]
@@ -102,7 +103,13 @@ def _kill_one_of_two(ctx: S.Ctx) -> None:
     ctx.fault_end = time.time()
 
 
+def _no_fault(ctx: S.Ctx) -> None:
+    """Control: a second clean run, to show what run-to-run variation there is."""
+    ctx.fault_start = ctx.fault_end = time.time()
+
+
 FAULTS = {
+    "control: no fault": (_no_fault, 1),
     "kill -9 processor": (_kill_restart("processor"), 1),
     "kill -9 inference": (_kill_restart("inference"), 1),
     "kafka down 20 s": (_service_down("kafka"), 1),
@@ -114,12 +121,12 @@ FAULTS = {
 @pytest.mark.parametrize("name", list(FAULTS))
 def test_fault_loses_and_duplicates_no_alarm(name: str, baseline: S.RunResult, run_settings,
                                              rule_models, fault_stack, replay_input,
-                                             tmp_path: Path) -> None:
+                                             tmp_path: Path, frozen_code: str) -> None:
     chunks, tail = replay_input
     fault, n_proc = FAULTS[name]
     s = run_settings(rule_models)
     got = S.run(name, s, fault_stack, tmp_path, chunks, tail, SPEED, fault, n_proc)
-    row = S.compare(baseline, got, s.processor.warmup_s)
+    row = S.compare(baseline, got, s.processor.warmup_s) | {"code": frozen_code}
     report.record("faults", name, row)
     assert not [n for n in got.notes if n.startswith("fault injection failed")], got.notes
     assert row["alarms_lost"] == 0, row

@@ -89,7 +89,7 @@ def _wait_windows(settings: Settings, valid, proc: H.Service, timeout_s: float,
     return records
 
 
-def test_flood_of_malformed_records(topic_factory, data_dir, tmp_path) -> None:
+def test_flood_of_malformed_records(topic_factory, data_dir, tmp_path, frozen_code) -> None:
     valid = _valid(data_dir)
     # ------------------------------------------------------------------ clean run
     clean_s = _settings(topic_factory)
@@ -146,7 +146,7 @@ def test_flood_of_malformed_records(topic_factory, data_dir, tmp_path) -> None:
            "valid_devices_equal_clean_run": _same(clean, flood),
            "produce_s": round(produce_s, 1), "drain_s": round(drain_s, 1),
            "heartbeat_advanced_s": round(beats_seen[-1] - beats_seen[0], 1),
-           "processor_peak_rss_mb": round(rss_kb / 1024, 1), "crashes": 0}
+           "processor_peak_rss_mb": round(rss_kb / 1024, 1), "crashes": 0, "code": frozen_code}
     report.record("flood", "100k malformed + 3 valid devices", row)
 
     assert not wrong, list(wrong.items())[:10]

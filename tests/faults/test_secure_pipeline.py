@@ -65,7 +65,7 @@ def S_fresh(base: Settings, model_dir: Path) -> Settings:  # noqa: N802 - mirror
 
 
 def test_pipeline_runs_on_sasl_broker_and_acl_redis_without_leaking_secrets(
-        secured: Settings, data_dir: Path, tmp_path: Path) -> None:
+        secured: Settings, data_dir: Path, tmp_path: Path, frozen_code: str) -> None:
     s = secured
     chunks = {}
     for dev, name in RECORDS.items():
@@ -93,7 +93,7 @@ def test_pipeline_runs_on_sasl_broker_and_acl_redis_without_leaking_secrets(
     row = {"results": len(run.results), "alarms": len(run.alarms),
            "dead_letter_reasons": reasons, "secret_leaks": leaks,
            "kafka": f"{s.kafka.security_protocol} {s.kafka.sasl_mechanism}",
-           "redis": "ACL user, default user off", "notes": run.notes}
+           "redis": "ACL user, default user off", "notes": run.notes, "code": frozen_code}
     report.record("security", "secured pipeline", row)
 
     assert run.results, "no results: a worker could not authenticate"
