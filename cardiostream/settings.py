@@ -129,6 +129,8 @@ class ProcessorSettings(_Group):
     device_idle_s: float = Field(120.0, gt=0)        # silent this long: segment closed, forgotten
     session_timeout_s: float = Field(10.0, gt=0)     # a killed worker's partitions move after this
     commit_interval_s: float = Field(1.0, gt=0)
+    producer_linger_ms: float = Field(10.0, ge=0)    # batch windows: one request per batch
+    producer_max_batch_bytes: int = Field(1_048_576, gt=0)
     web_port: int | None = None                      # Faust web UI; None = disabled
 
 
