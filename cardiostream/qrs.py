@@ -185,7 +185,7 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray) -> np.ndarray:
     d = np.empty_like(bp)
     d[:, 0] = bp[:, 0] - st.prev_bp[:, 0]
     np.subtract(bp[:, 1:], bp[:, :-1], out=d[:, 1:])
-    st.prev_bp = bp[:, -1:]
+    st.prev_bp = bp[:, -1:].copy()          # copies: do not pin the chunk buffers
     e = d * d
     env = sos_step(p.env_sos, e, st.env_zi)
     env += st.params.env_floor
@@ -195,7 +195,7 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray) -> np.ndarray:
     np.divide(e, env, out=rows[:L, 1:])
     np.multiply(np.add.reduce(e, axis=0), 1.0 / L, out=rows[L, 1:])
     c = np.concatenate([st.csum[:, :-1], np.cumsum(rows, axis=1)], axis=1)
-    st.csum = c[:, -p.mwi:]
+    st.csum = c[:, -p.mwi:].copy()
     mwi = (c[:, p.mwi:] - c[:, :-p.mwi]) * (1.0 / p.mwi)
     n = e.shape[1]
     block = np.empty((2 + 3 * L, n))                  # the history rows of this chunk

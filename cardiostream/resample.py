@@ -19,6 +19,7 @@ from fractions import Fraction
 from functools import lru_cache
 
 import numpy as np
+from scipy.signal import upfirdn
 
 HALF_TAPS = 16          # one-sided kernel length in input samples (before widening)
 CUTOFF = 0.90           # fraction of the lower Nyquist kept (transition band above)
@@ -39,6 +40,24 @@ def _table(up: int, down: int) -> tuple[np.ndarray, int]:
     h /= h.sum(axis=1, keepdims=True)                             # unit DC gain per phase
     h.setflags(write=False)
     return h, half
+
+
+@lru_cache(maxsize=32)
+def _full_filter(up: int, down: int) -> tuple[np.ndarray, int]:
+    """The polyphase table as one FIR at fs_in*up for ``upfirdn``, delayed by ``s`` outputs.
+
+    upfirdn's output j = sum_k h[k] x_up[j*down - k]; with ``h[p - t*up + s*down] =
+    table[p, t]`` its output ``m + s`` is our output m (p = m*down mod up, t = tap offset).
+    """
+    table, half = _table(up, down)
+    s = -(-(half * up) // down)                       # ceil(half*up / down)
+    d = s * down
+    h = np.zeros(d + half * up)
+    p = np.arange(up)[:, None]
+    t = np.arange(-half + 1, half + 1)[None, :]
+    h[p - t * up + d] = table
+    h.setflags(write=False)
+    return h, s
 
 
 def ratio(fs_in_hz: float, fs_out_hz: float) -> tuple[int, int]:
@@ -87,23 +106,32 @@ def resample_step(state: ResamplerState, x: np.ndarray) -> tuple[ResamplerState,
     if x.shape[1] == 0:
         return state, x
     h, half = _table(state.up, state.down)
-    if state.hist is None:
-        state.hist = np.repeat(x[:, :1], 2 * half, axis=1)
-        state.hist_start = -2 * half
+    up, down = state.up, state.down
+    if state.hist is None:                         # seed: the first sample, forever before
+        start = (-2 * half // down) * down
+        state.hist = np.repeat(x[:, :1], -start, axis=1)
+        state.hist_start = start
     buf = np.concatenate([state.hist, x], axis=1)
     state.n_in += x.shape[1]
     # outputs m with floor(m*down/up) + half <= n_in - 1
-    m_end = ((state.n_in - half) * state.up + state.down - 1) // state.down
-    m = np.arange(state.n_out, max(m_end, state.n_out), dtype=np.int64)
-    if m.size:
-        pos = m * state.down
-        base, phase = pos // state.up, pos % state.up
-        idx = (base - half + 1 - state.hist_start)[:, None] + np.arange(2 * half)[None, :]
-        y = (buf[:, idx] * h[phase][None, :, :]).sum(axis=-1)
-        state.n_out = int(m[-1]) + 1
+    m_end = max(((state.n_in - half) * up + down - 1) // down, state.n_out)
+    if m_end > state.n_out:
+        # buffer from an input index n0 that is a multiple of `down`, so upfirdn's output
+        # grid falls on ours; every output sums the same taps in the same order however
+        # the input was chunked (bit-identical)
+        n0 = _aligned_start(state.n_out, up, down, half)
+        hf, s = _full_filter(up, down)
+        y_all = upfirdn(hf, buf[:, n0 - state.hist_start:], up, down, axis=1)
+        j0 = state.n_out + s - n0 * up // down
+        y = y_all[:, j0:j0 + m_end - state.n_out]
+        state.n_out = m_end
     else:
         y = np.empty((state.n_leads, 0))
-    keep_from = (state.n_out * state.down) // state.up - half + 1   # first input still needed
-    cut = max(0, keep_from - state.hist_start)
+    cut = _aligned_start(state.n_out, up, down, half) - state.hist_start
     state.hist, state.hist_start = buf[:, cut:], state.hist_start + cut
     return state, y
+
+
+def _aligned_start(m: int, up: int, down: int, half: int) -> int:
+    """Largest multiple of ``down`` <= the first input output ``m`` needs."""
+    return (((m * down) // up - half + 1) // down) * down

@@ -77,6 +77,17 @@ def test_250hz_device_gives_the_same_beats_as_360hz():
     assert np.abs(ta - tb).max() <= 2 * 1e6 / FS          # within 2 model samples
 
 
+def test_chunk_size_does_not_change_windows_of_a_resampled_device():
+    from scipy.signal import resample_poly
+
+    truth = rr_series(400, list(np.random.default_rng(5).uniform(0.4, 1.3, 40)))
+    x = resample_poly(synth_ecg(truth, int(truth[-1] + 500), noise_mv=0.05), 25, 18, axis=1)
+    rec = as_record(x, fs=500.0)
+    a, b = (process_record(rec, DEFAULT_SPEC, chunk_s=c, start_us=START_US) for c in (0.5, 0.37))
+    assert len(a.beats) == len(b.beats) == len(truth) and len(a.rhythms) == len(b.rhythms)
+    assert all(same(u, v) for u, v in zip(a.beats + a.rhythms, b.beats + b.rhythms, strict=True))
+
+
 def test_reset_flushes_and_starts_a_new_segment():
     truth = rr_series(400, [0.8] * 20)
     x = synth_ecg(truth, int(truth[-1] + 100))
