@@ -15,6 +15,7 @@ investigation of QRS detection rules"; OSEA's qrsdet2):
 3. Per candidate (Python, a few per beat): adaptive threshold
    ``noise + th * (qrs - noise)`` over the medians of the last 8 QRS and noise
    peaks, a 200 ms refractory period, T-wave rejection by slope within 360 ms,
+   (unless the candidate is nearly as tall as a QRS: an early ectopic beat),
    and search-back at ``searchback_rr`` x mean RR for the largest candidate
    above half the threshold.  Search-back beats are committed late (at most
    ``searchback_rr`` x ``rr_max_s``); their commit delay is reported too.
@@ -52,6 +53,7 @@ class QRSParams:
     refractory_s: float = 0.20
     twave_s: float = 0.36          # a candidate this close to the last beat may be a T wave
     twave_slope_ratio: float = 0.5
+    twave_max_height: float = 0.75  # ... unless it is this tall x the QRS level (an early ectopic)
     th: float = 0.35               # threshold fraction between noise and QRS levels
     artefact_low: float = 0.15     # one-lead artefact: another lead below this x its QRS level,
     artefact_high: float = 1.5     # ... this lead above this x its own QRS level,
@@ -330,7 +332,8 @@ def _decide(st: QRSState, p: _Plan, peak: int) -> Beat | None:
     if since < p.refractory:
         return None
     is_qrs = height >= _threshold(st)
-    if is_qrs and since < p.twave and slope < st.params.twave_slope_ratio * st.last_slope:
+    if (is_qrs and since < p.twave and slope < st.params.twave_slope_ratio * st.last_slope
+            and height < st.params.twave_max_height * _median(st.qrs_peaks)):
         is_qrs = False                               # T wave: too slow for a QRS this close
     if is_qrs and _one_lead_artefact(st, peak, since):
         is_qrs = False
