@@ -47,9 +47,25 @@ def up(
         timings = stack.up(settings, names, jobs)
     except InfraError as err:
         _fail(err)
+    _warn_if_clients_look_elsewhere(settings)
     for name, steps in timings.items():
+        if "start" not in steps and "reload" not in steps:
+            typer.echo(f"{name}: already running")
+            continue
         spent = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v > 0)
-        typer.echo(f"{name}: up" + (f" ({spent})" if spent else " (already running)"))
+        typer.echo(f"{name}: up ({spent})")
+
+
+def _warn_if_clients_look_elsewhere(settings) -> None:  # noqa: ANN001 - Settings
+    """Clients read kafka.bootstrap_servers and redis.url, not the infra ports: flag a mismatch."""
+    k, r = settings.infra.kafka_port, settings.infra.redis_port
+    if settings.kafka.bootstrap_servers not in (f"127.0.0.1:{k}", f"localhost:{k}"):
+        typer.secho(f"warning: CARDIOSTREAM_KAFKA__BOOTSTRAP_SERVERS="
+                    f"{settings.kafka.bootstrap_servers} is not this broker (127.0.0.1:{k})",
+                    fg=typer.colors.YELLOW, err=True)
+    if f":{r}/" not in settings.redis.url:
+        typer.secho(f"warning: CARDIOSTREAM_REDIS__URL does not use this Redis port ({r})",
+                    fg=typer.colors.YELLOW, err=True)
 
 
 @infra_app.command("down")
