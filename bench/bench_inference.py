@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -42,6 +43,7 @@ from inference.predictor import Predictor
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 WORKER_SIZES = (1, 8, 32, 128, 256, 512)
 BENCH_REDIS_DB = 3          # the services use 0, the tests 1
+LOAD_AT_START: list[float] = []
 
 
 def stand_in_models(folder: Path) -> Path:
@@ -73,16 +75,17 @@ def windows_of(record: str, settings: Settings, spec, n: int | None) -> list:
     return ws if n is None else (ws * (n // len(ws) + 1))[:n]
 
 
-def throughput(pred: Predictor, windows: list, size: int, min_s: float) -> float:
-    """Windows per second pushing ``windows`` through in batches of ``size``."""
+def throughput(pred: Predictor, windows: list, size: int, min_s: float) -> tuple[float, float]:
+    """(windows per wall second, CPU µs per window) in batches of ``size``."""
     pred.predict(windows[:size])                                # warm-up (allocations, JIT)
-    done, t0 = 0, time.perf_counter()
+    done, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         for i in range(0, len(windows) - size + 1, size):
             pred.predict(windows[i:i + size])
             done += size
             if time.perf_counter() - t0 >= min_s and done >= 4 * size:
-                return done / (time.perf_counter() - t0)
+                return (done / (time.perf_counter() - t0),
+                        (time.process_time() - c0) / done * 1e6)
 
 
 def ward_order(windows: list, prefix: str, devices: int) -> list:
@@ -94,8 +97,8 @@ def ward_order(windows: list, prefix: str, devices: int) -> list:
     return [w for group in zip_longest(*pats) for w in group if w is not None]
 
 
-def worker_rate(settings: Settings, windows: list, size: int) -> float:
-    """Windows/s of a real worker with ``max_batch=size`` (group join excluded)."""
+def worker_rate(settings: Settings, windows: list, size: int) -> tuple[float, float]:
+    """(windows/s, worker-process CPU µs per window) with ``max_batch=size`` (join excluded)."""
     from kafka import KafkaProducer
 
     from cardiostream.infra import kafka as infra_kafka
@@ -122,13 +125,14 @@ def worker_rate(settings: Settings, windows: list, size: int) -> float:
         worker = build_worker(s)
         while worker.processed == 0:                      # join the group, first batch
             worker.step()
-        start_n, t0 = worker.processed, time.perf_counter()
+        start_n, t0, c0 = worker.processed, time.perf_counter(), time.process_time()
         while worker.processed < len(windows):
             worker.step()
-        rate = (worker.processed - start_n) / (time.perf_counter() - t0)
+        n = worker.processed - start_n
+        rate, cpu = n / (time.perf_counter() - t0), (time.process_time() - c0) / n * 1e6
         worker.producer.close(timeout=10)
         worker.consumer.close(autocommit=False)
-        return rate
+        return rate, cpu
     finally:
         topics.delete(topics.topic_names(s), infra_kafka.node(s))
 
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", default="both", choices=("model", "worker", "both"))
     ap.add_argument("--worker-windows", type=int, default=3000, help="per batch size (÷10 at 1)")
     args = ap.parse_args(argv)
+    global LOAD_AT_START
+    LOAD_AT_START = [round(x, 2) for x in os.getloadavg()]
     settings = Settings()
     model_dir = args.model_dir or settings.paths.model_dir
     stand_in = not (model_dir / "beat" / "model.ts").exists()
@@ -157,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     if args.mode in ("model", "both"):
         for size in SIZES:
-            wps = throughput(pred, windows, size, args.min_s)
-            rows.append({"level": "model", "batch": size, "windows_per_s": round(wps, 1)})
+            wps, cpu = throughput(pred, windows, size, args.min_s)
+            rows.append({"level": "model", "batch": size, "windows_per_s": round(wps, 1),
+                         "cpu_us_per_window": round(cpu, 1)})
             print(f"model  batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
     if args.mode in ("worker", "both"):
         ws = windows_of(args.record, settings, model_spec(pred.beat.metadata), None)
@@ -166,8 +173,9 @@ def main(argv: list[str] | None = None) -> int:
             update={"model_dir": model_dir})})
         for size in WORKER_SIZES:
             n = args.worker_windows // (10 if size == 1 else 1)
-            wps = worker_rate(wsettings, ws[:n], size)
-            rows.append({"level": "worker", "batch": size, "windows_per_s": round(wps, 1)})
+            wps, cpu = worker_rate(wsettings, ws[:n], size)
+            rows.append({"level": "worker", "batch": size, "windows_per_s": round(wps, 1),
+                         "cpu_us_per_window": round(cpu, 1)})
             print(f"worker batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
     for level in ("model", "worker"):
         mine = [r for r in rows if r["level"] == level]
@@ -179,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
            "architecture)" if stand_in else str(model_dir), "model_version": pred.version,
            "record": args.record, "windows": len(windows),
            "beat_share": round(beats / len(windows), 3),
-           "torch": torch.__version__, "rows": rows,
+           "torch": torch.__version__, "load_average_at_start": LOAD_AT_START, "rows": rows,
            "command": "python bench/bench_inference.py " + " ".join(argv or sys.argv[1:])}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
-    print("| level | batch | windows/s | x unbatched |\n|---|---:|---:|---:|")
+    print("| level | batch | windows/s | x unbatched | CPU µs/window |\n|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['level']} | {r['batch']} | {r['windows_per_s']:.0f} | "
-              f"{r['speedup_vs_unbatched']:.1f} |")
+              f"{r['speedup_vs_unbatched']:.1f} | {r['cpu_us_per_window']:.0f} |")
     return 0
 
 
