@@ -199,3 +199,16 @@ def test_live_state_reports_rate_rhythm_and_active_alarms() -> None:
     assert live["hr_bpm"] == pytest.approx(80.0)
     assert live["rhythm"] == "N" and live["active"] == [] and live["quality"] == ["good", "good"]
     assert live["last_beat_us"] == us(times[-1])
+
+
+def test_lead_going_flat_inside_the_gap_is_not_asystole() -> None:
+    """The window's flags cover 10 s; a line that went flat in the gap is a lead off."""
+    times = grid(0.0, 10.0, 0.8)
+    events = beats_at(times)
+    for e in grid(12.0, 20.0, 2.0):
+        _, ev = rhythm(e, times)
+        flat_from = round((10.0 - (e - WIN_S)) * RFS)        # sample index of t = 10 s
+        ev[1].samples[:, max(flat_from, 0):] = 0.0           # both leads flat from 10 s
+        events.append((e, ev))
+    rows, _, _ = run(events)
+    assert [r for r in rows if r[0] == "asystole"] == []
