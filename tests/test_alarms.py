@@ -212,3 +212,16 @@ def test_lead_going_flat_inside_the_gap_is_not_asystole() -> None:
         events.append((e, ev))
     rows, _, _ = run(events)
     assert [r for r in rows if r[0] == "asystole"] == []
+
+
+def test_sustained_vt_escalates_once() -> None:
+    normal = grid(0.0, 10.0, 0.8)
+    vt = grid(10.0, 45.0, 0.4)                           # 35 s of VT at 150 bpm
+    after = grid(45.4, 70.0, 0.8)
+    rows, _, _ = run(beats_at(normal) + beats_at(vt, "V") + beats_at(after))
+    # VT at its 3rd beat; sustained at the first V beat >= 30 s after onset (40.0 s);
+    # both clear at the first beat >= 10 s after the last V beat (44.6 s): 55.0 s. Once a
+    # minute of history exists (60.6 s) the 88 V beats of the last minute are a high PVC rate.
+    assert rows == [("vt", "raised", 10.0, 10.8), ("vt_sustained", "raised", 10.0, 40.0),
+                    ("vt_sustained", "cleared", 10.0, 55.0), ("vt", "cleared", 10.0, 55.0),
+                    ("pvc_rate", "raised", 60.6, 60.6)]
