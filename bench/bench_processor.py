@@ -249,6 +249,11 @@ def main(argv: list[str] | None = None) -> int:
               "cost": cost_per_chunk(settings, args.cost_devices, args.cost_seconds,
                                      args.chunk_s)}
     print(json.dumps(result["cost"], indent=2))
+    result["chunk_scan"] = [
+        {k: v for k, v in cost_per_chunk(settings, args.cost_devices, args.cost_seconds, cs)
+         .items() if k in ("chunk_s", "dsp_us", "pipeline_handle_us",
+                           "devices_per_core_in_process")} for cs in (1.0, 2.0)]
+    print(json.dumps(result["chunk_scan"], indent=2))
     result["warmup_fidelity"] = warmup_fidelity(settings)
     print(json.dumps(result["warmup_fidelity"], indent=2))
     if not args.skip_broker:
@@ -300,6 +305,19 @@ def render(result: dict) -> str:
         f"| encode the windows | {c['encode_windows_us']:.0f} |",
         f"| whole `Pipeline.handle` (the three + sequencing, counters) | "
         f"{c['pipeline_handle_us']:.0f} |",
+        "",
+        "Larger chunks (same devices, in process): the DSP cost grows with the samples, "
+        "so it is not a per-call overhead that batching would remove:",
+        "",
+        "| chunk s | DSP µs per chunk | `Pipeline.handle` µs per chunk | devices per core "
+        "(in process, no Kafka) |",
+        "|---|---|---|---|",
+        *(f"| {r['chunk_s']} | {r['dsp_us']:.0f} | {r['pipeline_handle_us']:.0f} | "
+          f"{r['devices_per_core_in_process']:.0f} |"
+          for r in [{"chunk_s": c["chunk_s"], "dsp_us": c["dsp_us"],
+                     "pipeline_handle_us": c["pipeline_handle_us"],
+                     "devices_per_core_in_process": c["devices_per_core_in_process"]},
+                    *result.get("chunk_scan", [])]),
         "",
         "Through the broker (pre-produced to 8 partitions, then one worker consumes; steady "
         "rate between 10 % and 90 % of the records; CPU from the worker's "
