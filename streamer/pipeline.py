@@ -100,27 +100,21 @@ class Pipeline:
             dev = self.devices[chunk.device_id] = Device(partition=partition)
         dev.last_wall_s = time.monotonic()
         dev.seq, seq_out = sequencing.step(dev.seq, chunk, self.seq_cfg)
-        try:
-            self._feed(dev, seq_out, out, emit)
-        except Exception as exc:  # noqa: BLE001 - isolation boundary: one device, one record
-            # A DSP failure must not stop the ward: refuse the record, restart the device.
-            log.exception("DSP failed on %s[%d]@%d device %s", topic, partition, offset,
-                          chunk.device_id)
-            del self.devices[chunk.device_id]
-            self.stats["dsp_error"] += 1
-            if emit:
-                err = SchemaError("dsp_error", f"{type(exc).__name__}: {exc}")
-                out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
+        failure = self._safe_feed(chunk.device_id, dev, seq_out, out, emit,
+                                  f"{topic}[{partition}]@{offset}")
+        if failure is not None and emit:
+            err = SchemaError("dsp_error", f"{type(failure).__name__}: {failure}")
+            out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
         return out
 
     def flush_idle(self, idle_s: float) -> Output:
         """Release chunks held behind a hole of devices silent for ``idle_s`` wall seconds."""
         out = Output()
         now = time.monotonic()
-        for dev in self.devices.values():
+        for device_id, dev in list(self.devices.items()):
             if dev.seq is not None and dev.seq.held and now - dev.last_wall_s >= idle_s:
                 dev.seq, seq_out = sequencing.flush(dev.seq, self.seq_cfg)
-                self._feed(dev, seq_out, out, emit=True)
+                self._safe_feed(device_id, dev, seq_out, out, True, "idle flush")
         return out
 
     def expire_idle(self, idle_s: float) -> Output:
@@ -131,12 +125,11 @@ class Pipeline:
         out = Output()
         now = time.monotonic()
         for device_id in [d for d, dev in self.devices.items() if now - dev.last_wall_s >= idle_s]:
-            dev = self.devices.pop(device_id)
+            dev = self.devices[device_id]
             dev.seq, seq_out = sequencing.flush(dev.seq, self.seq_cfg)
-            self._feed(dev, seq_out, out, emit=True)
-            if dev.dsp is not None and self.dsp.flush is not None:
-                _, flushed = self.dsp.flush(dev.dsp)
-                self._emit(dev, flushed, "beat", out)
+            if self._safe_feed(device_id, dev, seq_out, out, True, "expiry") is None:
+                self._close(device_id, dev, out)
+            self.devices.pop(device_id, None)
             self.stats["devices_expired"] += 1
         return out
 
@@ -148,6 +141,30 @@ class Pipeline:
         return len(gone)
 
     # ------------------------------------------------------------------ internals
+    def _safe_feed(self, device_id: str, dev: Device, seq_out: sequencing.SeqOutput,
+                   out: Output, emit: bool, where: str) -> Exception | None:
+        """``_feed`` behind an isolation boundary: a DSP failure restarts only this device."""
+        try:
+            self._feed(dev, seq_out, out, emit)
+        except Exception as exc:  # noqa: BLE001 - one device must not stop the ward
+            log.exception("DSP failed at %s, device %s: restarting the device", where,
+                          device_id)
+            self.devices.pop(device_id, None)
+            self.stats["dsp_error"] += 1
+            return exc
+        return None
+
+    def _close(self, device_id: str, dev: Device, out: Output) -> None:
+        if dev.dsp is None or self.dsp.flush is None:
+            return
+        try:
+            _, flushed = self.dsp.flush(dev.dsp)
+        except Exception:  # noqa: BLE001 - same boundary as _safe_feed
+            log.exception("DSP flush failed for device %s", device_id)
+            self.stats["dsp_error"] += 1
+            return
+        self._emit(dev, flushed, "beat", out)
+
     def _feed(self, dev: Device, seq_out: sequencing.SeqOutput, out: Output, emit: bool) -> None:
         if emit:
             self._count(seq_out)
