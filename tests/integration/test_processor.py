@@ -441,3 +441,37 @@ def test_worker_and_warm_up_reader_use_the_settings_sasl_credentials(secure_infr
     finally:
         admin.delete_topics(list(names.values()), timeout_ms=30_000)
         admin.close()
+
+
+# ----------------------------------------------------------------------------- 6
+
+
+def test_process_workers_flag_runs_a_group_that_shares_the_partitions(topic_factory, tmp_path):
+    """`cardiostream process --workers 2`: two children, ports P and P+1, clean SIGTERM."""
+    import os
+    import subprocess
+    import sys
+
+    from streamer.harness import free_port, settings_env
+
+    settings = _settings(topic_factory)
+    port = free_port()
+    log = open(tmp_path / "workers.log", "wb")   # noqa: SIM115 - closed below
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "cardiostream.cli", "process", "--workers", "2",
+         "--metrics-port", str(port), "--loglevel", "warning"],
+        env={**os.environ, **settings_env(settings)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        views = []
+        for i in range(2):
+            view = WorkerProcess(settings, tmp_path / "workers.log")
+            view.metrics_port = port + i
+            views.append(view)
+        owned = wait_assigned(views, settings.topics.partitions)
+        assert all(len(o) == settings.topics.partitions // 2 for o in owned)
+        parent.terminate()
+        assert parent.wait(60) == 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+        log.close()
