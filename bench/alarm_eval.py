@@ -90,6 +90,15 @@ def _spans(alarms, types) -> list[tuple[int, int, int]]:
             for a in alarms if a.state == "raised" and a.type in types]
 
 
+def _ref_rate(ann, fs_hz: float, episode: dict) -> float | None:
+    """Median-interval rate (bpm) of the reference beats inside a VT episode."""
+    t = np.asarray(ann.sample) / fs_hz
+    beats = [x for x, sym in zip(t, ann.symbol, strict=True)
+             if episode["start_s"] - 0.05 <= x <= episode["end_s"] and sym in "VEFrN"]
+    rr = np.diff(beats)
+    return round(60.0 / float(np.median(rr)), 1) if len(rr) else None
+
+
 def evaluate_record(name: str, settings: Settings, predictor: Predictor,
                     oracle: bool = False) -> dict:
     cfg, spec = settings.alarms, model_spec(predictor.beat.metadata)
@@ -107,7 +116,8 @@ def evaluate_record(name: str, settings: Settings, predictor: Predictor,
         "record": name, "hours": n / rec.fs_hz / 3600.0,
         "alarms": [{"type": j.type, "severity": j.severity, "onset_s": j.onset_us / _US,
                     "decision_s": j.decision_us / _US, "true": j.true} for j in judged],
-        "vt_episodes": episode_delays(vt_eps, _spans(alarms, VENTRICULAR)),
+        "vt_episodes": [e | {"ref_rate_bpm": _ref_rate(ann, rec.fs_hz, e)}
+                        for e in episode_delays(vt_eps, _spans(alarms, VENTRICULAR))],
         "vt_episodes_vt_only": episode_delays(vt_eps, _spans(alarms, ("vt",))),
     }
 
@@ -130,6 +140,11 @@ def summarise(rows: list[dict]) -> dict:
         "vt_episodes": len(eps), "vt_detected": len(delays),
         "vt_delay_median_s": round(statistics.median(delays), 2) if delays else None,
         "vt_delay_max_s": round(max(delays), 2) if delays else None,
+        "vt_missed": [(r["record"], round(e["start_s"], 1), e["ref_rate_bpm"]) for r in rows
+                      for e in r["vt_episodes"] if e["delay_s"] is None],
+        "vt_episodes_at_vt_rate": sum((e["ref_rate_bpm"] or 0) >= 100 for e in eps),
+        "vt_detected_at_vt_rate": sum((e["ref_rate_bpm"] or 0) >= 100 and e["delay_s"] is not None
+                                      for e in eps),
         "vt_detected_vt_only": sum(e["delay_s"] is not None
                                    for r in rows for e in r["vt_episodes_vt_only"]),
     }
