@@ -5,20 +5,22 @@ investigation of QRS detection rules"; OSEA's qrsdet2):
 
 1. Feature, vectorised per chunk with carried filter state: each lead is
    band-passed (5-15 Hz), differentiated and squared; every lead's energy is
-   divided by its own slow running mean (single-pole, ``env_tau_s``), so a
-   clean, peaky lead dominates a noisy one automatically; the normalised
-   energies are averaged over leads and integrated over ``mwi_s``.
-2. Candidates: local maxima of the integrated feature that are the largest
-   within +-``peak_half_s``.  Deciding one needs ``peak_half_s`` of signal
-   after the integrator's peak: that is the detector's look-ahead (about
-   250 ms after the R peak; docs/qrs.md gives the measured distribution).
-3. Per candidate (Python, a few per beat): adaptive threshold
+   divided by its own slow running mean (single-pole, ``env_tau_s``), so each
+   lead is in "times its usual energy"; each lead is integrated over ``mwi_s``
+   and soft-capped (``v / (1 + v / lead_cap)``) so a burst of artefact in one
+   lead cannot outvote QRS complexes seen in the other; the leads are averaged.
+2. Candidates: local maxima of that feature that are the largest within
+   +-``peak_half_s``.  Deciding one needs ``peak_half_s`` of signal after the
+   integrator's peak: the detector's look-ahead, about 260 ms after the R peak
+   (p99 under 300 ms; docs/benchmarks.md gives the measured distribution).
+3. Per candidate (Python, a few per beat; ``qrs_rules.py``): adaptive threshold
    ``noise + th * (qrs - noise)`` over the medians of the last 8 QRS and noise
-   peaks, a 200 ms refractory period, T-wave rejection by slope within 360 ms,
+   peaks, a 240 ms refractory period, T-wave rejection by slope within 360 ms
    (unless the candidate is nearly as tall as a QRS: an early ectopic beat),
-   and search-back at ``searchback_rr`` x mean RR for the largest candidate
-   above half the threshold.  Search-back beats are committed late (at most
-   ``searchback_rr`` x ``rr_max_s``); their commit delay is reported too.
+   one-lead artefact rejection, and search-back at ``searchback_rr`` x mean RR
+   for the largest candidate above half the threshold.  Search-back beats are
+   committed late (at most ``searchback_rr`` x ``rr_max_s``); their commit
+   delay is reported too.
 4. The R peak (fiducial) is the sample of largest weighted absolute deviation
    of the *filtered* leads within the QRS, so beat windows centre on it.
 

@@ -27,8 +27,8 @@ class QRSParams:
     env_floor: float = 2e-5        # keeps a flat lead from being amplified into noise
     lead_cap: float = 3.0          # soft cap of each lead's normalised feature (0: none)
     min_energy: float = 2e-4       # un-normalised MWI below this is never a QRS (~0.1 mV QRS)
-    peak_half_s: float = 0.20      # candidate = max within +- this; the look-ahead
-    refractory_s: float = 0.20
+    peak_half_s: float = 0.17      # candidate = max within +- this; the look-ahead
+    refractory_s: float = 0.24
     twave_s: float = 0.36          # a candidate this close to the last beat may be a T wave
     twave_slope_ratio: float = 0.5
     twave_max_height: float = 0.75  # ... unless it is this tall x the QRS level (an early ectopic)
