@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import MutableMapping
 from typing import Any
 
 import faust
@@ -34,8 +35,12 @@ STATS_LOG_S = 30.0
 class Processor:
     """State of one worker: its pipeline, warm partitions and liveness bookkeeping."""
 
-    def __init__(self, app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
+    def __init__(self, app: faust.App, settings: Settings, pipeline: Pipeline,
+                 segments: MutableMapping[bytes, bytes]) -> None:
         self.app = app
+        # device id -> start (µs) of its current segment: a Faust table with a changelog,
+        # written once per segment, so a restarted worker keeps the rhythm-window grid.
+        self.segments = segments
         self.settings = settings
         self.pipeline = pipeline
         self.windows_topic = settings.topics.windows
@@ -58,6 +63,8 @@ class Processor:
         t0 = time.process_time()
         out = self.pipeline.handle(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                    time.time_ns() // 1000)
+        for device_id, start_us in self.pipeline.pop_new_segments(msg.partition):
+            self.segments[device_id.encode()] = str(start_us).encode()
         t1 = time.process_time()
         await self._send(out)
         self.cpu_s["handle"] += t1 - t0
@@ -72,7 +79,7 @@ class Processor:
         if self.settings.processor.warmup_s > 0 and msg.offset > 0:
             try:
                 report = await warm_up(self.settings, self.pipeline, msg.topic, msg.partition,
-                                       msg.offset, int(msg.timestamp * 1000))
+                                       msg.offset, int(msg.timestamp * 1000), self._anchor)
                 self.warmups.append(report)
             except (TimeoutError, KafkaError, OSError) as exc:
                 # Policy: a failed re-read leaves the partition's devices cold (they start a
@@ -82,6 +89,10 @@ class Processor:
                 log.warning("warm-up of %s[%d] before offset %d failed, devices start cold: %r",
                             msg.topic, msg.partition, msg.offset, exc)
         self.warm.add(msg.partition)
+
+    def _anchor(self, device_id: str) -> int | None:
+        raw = self.segments.get(device_id.encode())
+        return int(raw) if raw else None
 
     async def _send(self, out: Output) -> None:
         producer = self.app.producer
@@ -161,7 +172,10 @@ def register(app: faust.App, settings: Settings, dsp: Dsp | None = None) -> Proc
     seq_cfg = SequencerConfig(max_held=cfg.reorder_max_held, max_wait_s=cfg.reorder_max_wait_s,
                               time_tolerance_s=cfg.time_tolerance_s)
     pipeline = Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter), dsp)
-    proc = Processor(app, settings, pipeline)
+    segments = app.Table("segments", default=None, partitions=settings.topics.partitions,
+                         key_type=bytes, value_type=bytes,
+                         help="device id -> device time (µs) its current segment started")
+    proc = Processor(app, settings, pipeline, segments)
     metrics.init_component(COMPONENT, dead_letter_reasons=KNOWN_REASONS)
     samples = app.topic(settings.topics.samples, key_type=bytes, value_type=bytes)
 

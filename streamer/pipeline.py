@@ -78,6 +78,10 @@ class Pipeline:
         self.dsp = dsp or Dsp.default()
         self.devices: dict[str, Device] = {}
         self.stats: Counter[str] = Counter()
+        # Segment starts (device µs): hints a warm-up leaves for a device's fresh state, and
+        # new starts not yet written to the worker's segments table, device -> (partition, S).
+        self.segment_hints: dict[str, int] = {}
+        self.new_segments: dict[str, tuple[int, int]] = {}
         self._m_chunks = metrics.CHUNKS.labels(COMPONENT)
         self._m_samples = metrics.SAMPLES.labels(COMPONENT)
         self._m_windows = {k: metrics.WINDOWS.labels(k) for k in ("beat", "rhythm")}
@@ -138,6 +142,8 @@ class Pipeline:
         gone = [d for d, dev in self.devices.items() if dev.partition in partitions]
         for device_id in gone:
             del self.devices[device_id]
+            self.new_segments.pop(device_id, None)
+            self.segment_hints.pop(device_id, None)
         return len(gone)
 
     # ------------------------------------------------------------------ internals
@@ -182,14 +188,27 @@ class Pipeline:
                 self._emit(dev, rhythms, "rhythm", out)
 
     def _reset(self, dev: Device, chunk: SampleChunk) -> list[Window]:
-        """End the device's segment (its pending beats are returned) and start a new one."""
+        """End the device's segment (its pending beats are returned) and start a new one.
+
+        A fresh device with a hint (left by the warm-up, which started it on the old
+        segment's rhythm grid) continues that segment's id instead of starting its own.
+        """
         flushed: list[Window] = []
         if dev.dsp is not None and self.dsp.flush is not None:
             _, flushed = self.dsp.flush(dev.dsp)
-        dev.segment = chunk.t0_us
+        hint = self.segment_hints.pop(chunk.device_id, None)
+        dev.segment = hint if hint is not None and dev.dsp is None else chunk.t0_us
         dev.dsp = self.dsp.new_state(self.spec, chunk.device_id, chunk.unit, chunk.fs_hz,
-                                     chunk.leads, chunk.t0_us, segment=chunk.t0_us)
+                                     chunk.leads, chunk.t0_us, segment=dev.segment)
+        self.new_segments[chunk.device_id] = (dev.partition, dev.segment)
         return flushed
+
+    def pop_new_segments(self, partition: int) -> list[tuple[str, int]]:
+        """Segment starts of ``partition``'s devices not yet recorded (device, start µs)."""
+        mine = [(d, seg) for d, (p, seg) in self.new_segments.items() if p == partition]
+        for device_id, _ in mine:
+            del self.new_segments[device_id]
+        return mine
 
     def _emit(self, dev: Device, windows: list[Window], kind: str, out: Output) -> None:
         if not windows:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,7 @@ _US = 1_000_000
 # Record timestamps are the producer's wall clock; allow for produce jitter and batching.
 TIMESTAMP_SLACK_S = 5.0
 READ_TIMEOUT_S = 30.0
+Anchor = Callable[[str], "int | None"]     # device id -> its current segment start (µs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +64,15 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def _select(records: list[Any], warmup_s: float) -> list[Any]:
-    """Per device, the records within ``warmup_s`` of device time before its newest chunk."""
+def _select(records: list[Any], warmup_s: float, anchor_of: Anchor, hop_us: int
+            ) -> tuple[list[Any], dict[str, int]]:
+    """Per device, the records within ``warmup_s`` of device time before its newest chunk.
+
+    When the device's current segment start ``S`` is known (``anchor_of``), the re-read
+    starts at the first chunk whose ``t0_us - S`` is a multiple of the rhythm hop, so the
+    fresh DSP state cuts rhythm windows on the old segment's grid (same start times as
+    before the restart) and keeps its segment id; returns those ``device -> S`` hints.
+    """
     end_by_device: dict[str, int] = defaultdict(int)
     decoded = []
     for rec in records:
@@ -74,7 +83,20 @@ def _select(records: list[Any], warmup_s: float) -> list[Any]:
         end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
         decoded.append((rec, chunk))
     horizon = round(warmup_s * _US)
-    return [rec for rec, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
+    kept = [(rec, c) for rec, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
+    anchors: dict[str, int | None] = {}
+    first_aligned: dict[str, int] = {}
+    for _, c in kept:
+        device = c.device_id
+        if device in first_aligned:
+            continue
+        if device not in anchors:
+            anchors[device] = anchor_of(device)
+        anchor = anchors[device]
+        if anchor is not None and c.t0_us >= anchor and (c.t0_us - anchor) % hop_us == 0:
+            first_aligned[device] = c.t0_us
+    chosen = [rec for rec, c in kept if c.t0_us >= first_aligned.get(c.device_id, c.t0_us)]
+    return chosen, {d: anchors[d] for d in first_aligned}
 
 
 async def _read_range(settings: Settings, topic: str, partition: int, end_offset: int,
@@ -114,17 +136,23 @@ async def _read_range(settings: Settings, topic: str, partition: int, end_offset
 
 
 async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition: int,
-                  end_offset: int, timestamp_ms: int) -> WarmupReport:
-    """Re-read ``topic[partition]`` before ``end_offset`` into ``pipeline`` without emitting."""
+                  end_offset: int, timestamp_ms: int, anchor_of: Anchor = lambda _: None
+                  ) -> WarmupReport:
+    """Re-read ``topic[partition]`` before ``end_offset`` into ``pipeline`` without emitting.
+
+    ``anchor_of(device_id)``: the device's current segment start (µs) if recorded.
+    """
     t0 = time.perf_counter()
     start, records = await _read_range(settings, topic, partition, end_offset, timestamp_ms)
-    chosen = _select(records, settings.processor.warmup_s)
+    hop_us = round(pipeline.spec.rhythm_hop_s * _US)
+    chosen, hints = _select(records, settings.processor.warmup_s, anchor_of, hop_us)
+    pipeline.segment_hints.update(hints)
     for rec in chosen:
         pipeline.handle(rec.key, rec.value, topic, partition, rec.offset, None, emit=False)
     devices = {r.key for r in chosen}
     report = WarmupReport(topic, partition, start, end_offset, len(records), len(chosen),
                           len(devices), time.perf_counter() - t0)
-    log.info("warm-up %s[%d] offsets %d..%d: %d records, %d chunks fed, %d devices, %.2f s",
-             topic, partition, start, end_offset, len(records), len(chosen), len(devices),
-             report.seconds)
+    log.info("warm-up %s[%d] offsets %d..%d: %d records, %d chunks fed, %d devices "
+             "(%d on their segment's grid), %.2f s", topic, partition, start, end_offset,
+             len(records), len(chosen), len(devices), len(hints), report.seconds)
     return report

@@ -40,10 +40,12 @@ def harness(monkeypatch):
         sent.extend(("windows", k, v) for k, v in out.windows)
         sent.extend(("dead", k, v) for k, v in out.dead)
 
-    async def fake_warm_up(settings, pipeline, topic, partition, end_offset, timestamp_ms):
+    async def fake_warm_up(settings, pipeline, topic, partition, end_offset, timestamp_ms,
+                           anchor_of):
         warmups.append((partition, end_offset))
 
     monkeypatch.setattr(proc, "_send", fake_send)
+    monkeypatch.setattr(proc, "segments", {})      # the Faust table needs a running app
     monkeypatch.setattr(agents, "warm_up", fake_warm_up)
     return SimpleNamespace(app=app, proc=proc, sent=sent, warmups=warmups,
                            agent=app.agents["process-samples"])
@@ -108,3 +110,13 @@ def test_a_failed_warm_up_leaves_the_devices_cold_and_processing_going(harness, 
     assert proc.pipeline.stats["warmup_failed"] == 1
     assert proc.records == 2 and proc.warm == {0}
     assert proc.pipeline.stats["reset_start"] == 2          # cold restart = new segment
+
+
+def test_segment_starts_are_recorded_per_partition(harness):
+    async def scenario():
+        async with harness.agent.test_context() as ag:
+            await ag.put(encode_chunk(chunk(0)), key=b"bed-1")
+            await ag.put(encode_chunk(chunk(1)), key=b"bed-1")
+    run(scenario())
+    assert harness.proc.segments == {b"bed-1": str(T0).encode()}
+    assert harness.proc._anchor("bed-1") == T0 and harness.proc._anchor("bed-2") is None

@@ -102,6 +102,16 @@ def _beats_by_device(records) -> dict[str, dict[int, object]]:
     return out
 
 
+def _rhythm_starts(records) -> dict[str, set[int]]:
+    """device -> start times (µs) of its rhythm windows (duplicates collapse)."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for rec in records:
+        win = decode_window(rec.value)
+        if win.kind == "rhythm":
+            out[win.device_id].add(win.start_time_us)
+    return out
+
+
 def _worker(settings: Settings, tmp_path: Path, name: str) -> WorkerProcess:
     return WorkerProcess(settings, tmp_path / f"{name}.log").start()
 
@@ -213,6 +223,16 @@ def _short(rec: Record, seconds: float) -> Record:
     return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline, rec.adc[:, :n])
 
 
+def _check_rhythms(offline: dict, online: dict[str, set[int]], before_end_us: int) -> None:
+    """Rhythm windows keep the segment's 2 s grid across the event: same start times."""
+    for device, rhythms in offline.items():
+        want = {w.start_time_us for w in rhythms if w.end_time_us <= before_end_us}
+        got = {t for t in online[device] if t + 10 * _US <= before_end_us}
+        print(f"{device}: {len(want)} offline rhythm windows, lost {len(want - got)}, "
+              f"extra {len(got - want)}")
+        assert got == want, f"{device}: lost {sorted(want - got)} extra {sorted(got - want)}"
+
+
 def _check_resumed(offline: dict, online: dict, start_us: int, event_s: float) -> None:
     """Online beats equal offline outside +-20 s of the event, <= 1 lost/invented inside."""
     band = (start_us + round((event_s - 20) * _US), start_us + round((event_s + 20) * _US))
@@ -253,15 +273,17 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     try:
         streamer.join(timeout=seconds / speed + 60)
         assert streamer.error is None and not streamer.is_alive()
-        offline = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True).beats
-                   for d, r in records.items()}
+        twins = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True)
+                 for d, r in records.items()}
+        offline = {d: w.beats for d, w in twins.items()}
         last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
 
         def done(recs):
             got = _beats_by_device(recs)
             return all(got[d] and max(got[d]) >= last_r[d] for d in records)
 
-        online = _beats_by_device(_read_all(settings, settings.topics.windows, done, 300))
+        window_records = _read_all(settings, settings.topics.windows, done, 300)
+        online = _beats_by_device(window_records)
         dead = _read_all(settings, settings.topics.dead_letter,
                          lambda recs: len(recs) >= 2 * len(bad), 60, quiet_s=2.0)
         assert second.running
@@ -269,6 +291,8 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
         second.stop()
 
     _check_resumed(offline, online, start_us, killed_at_s)
+    _check_rhythms({d: w.rhythms for d, w in twins.items()}, _rhythm_starts(window_records),
+                   start_us + round(seconds * _US))
     letters = [decode_dead_letter(r.value) for r in dead]
     got_letters = {(dl.reason, base64.b64decode(dl.raw_b64)) for dl in letters}
     assert {(reason, raw) for _, raw, reason in bad} <= got_letters
@@ -370,20 +394,24 @@ def test_partitions_move_between_workers_without_losing_beats(topic_factory, dat
         assert wait_assigned([stays], settings.topics.partitions)
         streamer.join(timeout=seconds / speed + 60)
         assert streamer.error is None
-        offline = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True).beats
-                   for d, r in records.items()}
+        twins = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True)
+                 for d, r in records.items()}
+        offline = {d: w.beats for d, w in twins.items()}
         last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
 
         def done(recs):
             got = _beats_by_device(recs)
             return all(got[d] and max(got[d]) >= last_r[d] for d in records)
 
-        online = _beats_by_device(_read_all(settings, settings.topics.windows, done, 300))
+        window_records = _read_all(settings, settings.topics.windows, done, 300)
+        online = _beats_by_device(window_records)
         assert stays.running
     finally:
         stays.stop()
         leaves.stop()
     _check_resumed(offline, online, start_us, leave_at_s)
+    _check_rhythms({d: w.rhythms for d, w in twins.items()}, _rhythm_starts(window_records),
+                   start_us + round(seconds * _US))
     assert "warm-up" in stays.log_path.read_text(errors="replace")
     _assert_clean_log(stays)
     _assert_clean_log(leaves)
