@@ -1,6 +1,6 @@
 """Restart and rebalance: warm each device's DSP up from the last seconds of its partition.
 
-Mechanism (justified in docs/processor.md): no state tables. The first time a
+Mechanism (justified in docs/processor.md): no DSP state in tables. The first time a
 worker sees a record of a partition it did not own, it reads that partition
 back from ~``warmup_s`` before the record (``offsets_for_times`` on the record
 timestamps, capped at ``warmup_max_messages``) up to the record's offset with
@@ -9,7 +9,9 @@ device time lies in the last ``warmup_s`` before the resume point, and feeds
 them through the pipeline with ``emit=False``. Faust then continues from the
 committed offset, which it only commits after the windows of every earlier
 record were flushed with acks=all. Result: at-least-once windows, warm DSP
-state, and a warm-up bounded by ``warmup_s`` of signal per device.
+state, and a warm-up bounded by ``warmup_s`` of signal per device. When the
+agent's segments table knows where the device's segment started, the re-read
+begins on that segment's rhythm-window grid and keeps its id (``_select``).
 
 Why not a Faust table with a changelog of the DSP state: a device's state holds
 ~10 s of two-lead samples (rhythm buffer, QRS look-back), ~60 KB; writing it
