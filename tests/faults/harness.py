@@ -49,8 +49,11 @@ class Service:
         self.killed = False     # killed on purpose: its exit is not a crash
         self.crashes = 0        # exits nobody asked for (restarted by ``supervise``)
         self.starts = 0
+        self.closed = False     # stopped for good: a late restart (fault thread) is refused
 
     def start(self) -> Service:
+        if self.closed:
+            raise RuntimeError(f"{self.name} was stopped for good; not restarting it")
         argv = [sys.executable, "-m", "cardiostream.cli", *self.args,
                 "--metrics-port", str(self.metrics_port)]
         with open(self.log_path, "ab") as log:
@@ -74,6 +77,7 @@ class Service:
             self.proc.wait(10)
 
     def stop(self, grace_s: float = 20.0) -> int | None:
+        self.closed = True
         if self.proc is None:
             return None
         if self.alive:

@@ -108,19 +108,20 @@ def test_flood_of_malformed_records(topic_factory, data_dir, tmp_path, frozen_co
     # ------------------------------------------------------------------ flood run
     s = _settings(topic_factory)
     proc = H.processor(s, tmp_path, "flood").start()
-    proc.wait_ready()
-    beats_seen: list[float] = [proc.heartbeat()]
-    t0 = time.monotonic()
-    sent, n_replays, per_kind = _produce_flood(s, valid)
-    produce_s = time.monotonic() - t0
-    expected = Counter(sent.values())
-    dead_tail = H.TopicTail(s, s.topics.dead_letter)
+    dead_tail = None
 
     def watch() -> None:
         assert proc.alive, f"processor exited under the flood; see {proc.log_path}"
         beats_seen.append(proc.heartbeat())
 
     try:
+        proc.wait_ready()
+        beats_seen: list[float] = [proc.heartbeat()]
+        t0 = time.monotonic()
+        sent, n_replays, per_kind = _produce_flood(s, valid)
+        produce_s = time.monotonic() - t0
+        expected = Counter(sent.values())
+        dead_tail = H.TopicTail(s, s.topics.dead_letter)
         flood_windows = _wait_windows(s, valid, proc, 900,
                                       lambda: len(dead_tail.records) >= len(sent), watch)
         drain_s = time.monotonic() - t0
@@ -129,7 +130,8 @@ def test_flood_of_malformed_records(topic_factory, data_dir, tmp_path, frozen_co
         rss_kb = _peak_rss_kb(proc)
         assert proc.alive
     finally:
-        dead_tail.close()
+        if dead_tail is not None:
+            dead_tail.close()
         proc.stop()
 
     letters = [decode_dead_letter(r.value) for r in dead]
