@@ -225,3 +225,28 @@ def test_sustained_vt_escalates_once() -> None:
     assert rows == [("vt", "raised", 10.0, 10.8), ("vt_sustained", "raised", 10.0, 40.0),
                     ("vt_sustained", "cleared", 10.0, 55.0), ("vt", "cleared", 10.0, 55.0),
                     ("pvc_rate", "raised", 60.6, 60.6)]
+
+
+def test_decider_routes_devices_and_seeds_from_redis_once() -> None:
+    from dataclasses import asdict
+
+    from cardiostream.signal import DEFAULT_SPEC
+    from inference.decider import Decider, model_spec
+
+    assert model_spec({"spec": asdict(DEFAULT_SPEC), "spec_id": DEFAULT_SPEC.spec_id}) \
+        == DEFAULT_SPEC
+    with pytest.raises(ValueError, match="spec_id"):
+        model_spec({"spec": asdict(DEFAULT_SPEC), "spec_id": "spec-other"})
+    asked: list[str] = []
+
+    def seed(device: str) -> dict[str, int]:
+        asked.append(device)
+        return {"afib": us(1.0)}
+
+    d = Decider(CFG, DEFAULT_SPEC, seed)
+    for _, (_, win, res) in beats_at(grid(0.0, 5.0, 0.8)):
+        d.feed(win, res)
+    assert asked == ["bed-1"]
+    assert d.live("bed-1")["active"] == ["afib"] and d.live("bed-1")["unit"] == "ward-1"
+    d.forget({"bed-1"})
+    assert d.states == {}
