@@ -140,7 +140,7 @@ class StationFeed:
         self.unit = unit
         self.alarm_log: list[dict] = []
         self.alarm_count = {"red": 0, "yellow": 0, "technical": 0}
-        self._last_id = "0-0"
+        self._last_id = f"{int(time.time() * 1000)}-0"   # only alarms from now on
         self.metrics_ports = metrics_ports
         self._prev: tuple[float, dict[str, float]] | None = None
         self._stop = threading.Event()
@@ -184,6 +184,8 @@ class StationFeed:
             for entry_id, data in items:
                 self._last_id = entry_id
                 alarm = json.loads(data[b"alarm"])
+                if alarm.get("device_id") not in self.patients:
+                    continue   # another ward's screen, sharing the care unit's stream
                 alarm["clock"] = time.strftime("%H:%M:%S")
                 self.alarm_log.append(alarm)
                 if alarm.get("state") == "raised":
