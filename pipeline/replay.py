@@ -73,6 +73,14 @@ def collect_results(settings: Settings, stop: threading.Event, into: Collected) 
         consumer.close()
 
 
+def _replay_settings(settings: Settings, cfg: ReplayConfig) -> Settings:
+    """A record's end is a device going silent: expire devices well inside ``idle_s`` so
+    the processor emits their last beats (the offline twin flushes at the record's end)."""
+    doc = settings.model_dump()
+    doc["processor"]["device_idle_s"] = cfg.idle_s / 3
+    return Settings.model_validate(doc)
+
+
 def _speed(text: str) -> float:
     return math.inf if text == "max" else float(text)
 
@@ -81,7 +89,7 @@ def run_replay(settings: Settings, cfg: ReplayConfig, console: Console) -> int:
     from streamer.simulator import DeviceSpec, Simulator
 
     run_id = uuid.uuid4().hex[:8]
-    settings = isolated(settings, run_id)
+    settings = _replay_settings(isolated(settings, run_id), cfg)
     console.print(f"replay {run_id}: {len(cfg.records)} records at speed {cfg.speed}")
     infra_up(settings)
     devices = [DeviceSpec(f"replay-{i:03d}", name) for i, name in enumerate(cfg.records)]
