@@ -146,13 +146,16 @@ def serve_null_dsp(argv: list[str]) -> None:
     from cardiostream.metrics import start_metrics_server
     from streamer.app import create_app
     from streamer.pipeline import Dsp
+    from streamer.segments import ensure_topic
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--metrics-port", type=int)
     ap.add_argument("--loglevel", default="warning")
     args = ap.parse_args(argv)
     null = Dsp(lambda *a, **k: None, lambda state, x, t0: (state, [], []))
-    app = create_app(load_settings(), dsp=null)
+    settings = load_settings()
+    ensure_topic(settings)
+    app = create_app(settings, dsp=null)
     start_metrics_server(args.metrics_port)
     faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
 

@@ -43,6 +43,7 @@ class TopicSettings(_Group):
     windows: str = "ecg.windows.v1"
     results: str = "ecg.results.v1"
     dead_letter: str = "ecg.deadletter.v1"
+    segments: str = "ecg.segments.v1"     # processor: device -> current segment start (compacted)
     partitions: int = Field(8, ge=1)
     replication_factor: int = Field(1, ge=1)
 

@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import MutableMapping
 from typing import Any
 
 import faust
@@ -24,6 +23,7 @@ from cardiostream.settings import Settings
 from cardiostream.signal import DEFAULT_SPEC
 from streamer.deadletter import KNOWN_REASONS, DeadLetters
 from streamer.pipeline import COMPONENT, Dsp, Output, Pipeline
+from streamer.segments import encode_start
 from streamer.sequencing import SequencerConfig
 from streamer.warmup import warm_up
 
@@ -35,12 +35,10 @@ STATS_LOG_S = 30.0
 class Processor:
     """State of one worker: its pipeline, warm partitions and liveness bookkeeping."""
 
-    def __init__(self, app: faust.App, settings: Settings, pipeline: Pipeline,
-                 segments: MutableMapping[bytes, bytes]) -> None:
+    def __init__(self, app: faust.App, settings: Settings, pipeline: Pipeline) -> None:
         self.app = app
-        # device id -> start (µs) of its current segment: a Faust table with a changelog,
-        # written once per segment, so a restarted worker keeps the rhythm-window grid.
-        self.segments = segments
+        # device -> start of its current segment, one record per segment (streamer/segments.py)
+        self.segments_topic = settings.topics.segments
         self.settings = settings
         self.pipeline = pipeline
         self.windows_topic = settings.topics.windows
@@ -64,7 +62,7 @@ class Processor:
         out = self.pipeline.handle(msg.key, msg.value, msg.topic, msg.partition, msg.offset,
                                    time.time_ns() // 1000)
         for device_id, start_us in self.pipeline.pop_new_segments(msg.partition):
-            self.segments[device_id.encode()] = str(start_us).encode()
+            out.segments.append((device_id.encode(), encode_start(start_us), msg.partition))
         t1 = time.process_time()
         await self._send(out)
         self.cpu_s["handle"] += t1 - t0
@@ -79,7 +77,7 @@ class Processor:
         if self.settings.processor.warmup_s > 0 and msg.offset > 0:
             try:
                 report = await warm_up(self.settings, self.pipeline, msg.topic, msg.partition,
-                                       msg.offset, int(msg.timestamp * 1000), self._anchor)
+                                       msg.offset, int(msg.timestamp * 1000))
                 self.warmups.append(report)
             except (TimeoutError, KafkaError, OSError) as exc:
                 # Policy: a failed re-read leaves the partition's devices cold (they start a
@@ -90,10 +88,6 @@ class Processor:
                             msg.topic, msg.partition, msg.offset, exc)
         self.warm.add(msg.partition)
 
-    def _anchor(self, device_id: str) -> int | None:
-        raw = self.segments.get(device_id.encode())
-        return int(raw) if raw else None
-
     async def _send(self, out: Output) -> None:
         producer = self.app.producer
         for key, value in out.windows:
@@ -101,6 +95,9 @@ class Processor:
             fut.add_done_callback(self._check_delivery)
         for key, value in out.dead:
             fut = await producer.send(self.dead_topic, key, value, None, None, None)
+            fut.add_done_callback(self._check_delivery)
+        for key, value, partition in out.segments:
+            fut = await producer.send(self.segments_topic, key, value, partition, None, None)
             fut.add_done_callback(self._check_delivery)
 
     def _check_delivery(self, fut: asyncio.Future) -> None:
@@ -172,10 +169,7 @@ def register(app: faust.App, settings: Settings, dsp: Dsp | None = None) -> Proc
     seq_cfg = SequencerConfig(max_held=cfg.reorder_max_held, max_wait_s=cfg.reorder_max_wait_s,
                               time_tolerance_s=cfg.time_tolerance_s)
     pipeline = Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter), dsp)
-    segments = app.Table("segments", default=None, partitions=settings.topics.partitions,
-                         key_type=bytes, value_type=bytes,
-                         help="device id -> device time (µs) its current segment started")
-    proc = Processor(app, settings, pipeline, segments)
+    proc = Processor(app, settings, pipeline)
     metrics.init_component(COMPONENT, dead_letter_reasons=KNOWN_REASONS)
     samples = app.topic(settings.topics.samples, key_type=bytes, value_type=bytes)
 

@@ -65,6 +65,7 @@ class Device:
 class Output:
     windows: list[Record] = field(default_factory=list)
     dead: list[Record] = field(default_factory=list)
+    segments: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # key, value, part.
 
 
 class Pipeline:

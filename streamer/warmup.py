@@ -138,16 +138,20 @@ async def _read_range(settings: Settings, topic: str, partition: int, end_offset
 
 
 async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition: int,
-                  end_offset: int, timestamp_ms: int, anchor_of: Anchor = lambda _: None
-                  ) -> WarmupReport:
+                  end_offset: int, timestamp_ms: int) -> WarmupReport:
     """Re-read ``topic[partition]`` before ``end_offset`` into ``pipeline`` without emitting.
 
-    ``anchor_of(device_id)``: the device's current segment start (µs) if recorded.
+    The devices' recorded segment starts (``streamer.segments``, same partition number)
+    put each re-read on its segment's rhythm grid.
     """
+    from streamer.segments import read_partition
+
     t0 = time.perf_counter()
+    starts = await read_partition(aiokafka_kwargs(settings), settings.topics.segments,
+                                  partition)
     start, records = await _read_range(settings, topic, partition, end_offset, timestamp_ms)
     hop_us = round(pipeline.spec.rhythm_hop_s * _US)
-    chosen, hints = _select(records, settings.processor.warmup_s, anchor_of, hop_us)
+    chosen, hints = _select(records, settings.processor.warmup_s, starts.get, hop_us)
     pipeline.segment_hints.update(hints)
     for rec in chosen:
         pipeline.handle(rec.key, rec.value, topic, partition, rec.offset, None, emit=False)

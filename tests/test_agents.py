@@ -39,13 +39,12 @@ def harness(monkeypatch):
     async def fake_send(out):
         sent.extend(("windows", k, v) for k, v in out.windows)
         sent.extend(("dead", k, v) for k, v in out.dead)
+        sent.extend(("segments", k, v) for k, v, _ in out.segments)
 
-    async def fake_warm_up(settings, pipeline, topic, partition, end_offset, timestamp_ms,
-                           anchor_of):
+    async def fake_warm_up(settings, pipeline, topic, partition, end_offset, timestamp_ms):
         warmups.append((partition, end_offset))
 
     monkeypatch.setattr(proc, "_send", fake_send)
-    monkeypatch.setattr(proc, "segments", {})      # the Faust table needs a running app
     monkeypatch.setattr(agents, "warm_up", fake_warm_up)
     return SimpleNamespace(app=app, proc=proc, sent=sent, warmups=warmups,
                            agent=app.agents["process-samples"])
@@ -112,11 +111,11 @@ def test_a_failed_warm_up_leaves_the_devices_cold_and_processing_going(harness, 
     assert proc.pipeline.stats["reset_start"] == 2          # cold restart = new segment
 
 
-def test_segment_starts_are_recorded_per_partition(harness):
+def test_segment_starts_are_produced_once_per_segment(harness):
     async def scenario():
         async with harness.agent.test_context() as ag:
             await ag.put(encode_chunk(chunk(0)), key=b"bed-1")
             await ag.put(encode_chunk(chunk(1)), key=b"bed-1")
     run(scenario())
-    assert harness.proc.segments == {b"bed-1": str(T0).encode()}
-    assert harness.proc._anchor("bed-1") == T0 and harness.proc._anchor("bed-2") is None
+    assert [(k, v) for kind, k, v in harness.sent if kind == "segments"] == \
+        [(b"bed-1", str(T0).encode())]

@@ -41,7 +41,9 @@ def _run_worker(settings, port: int, loglevel: str) -> None:
 
     from cardiostream.metrics import start_metrics_server
     from streamer.app import create_app
+    from streamer.segments import ensure_topic
 
+    ensure_topic(settings)
     app = create_app(settings)
     if port >= 0:
         bound = start_metrics_server(port)
