@@ -8,7 +8,9 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+say() { echo "[make demo] $*" >&2; }
 cli() { "$PYTHON" -m cardiostream.cli "$@"; }
+source "$REPO/scripts/ensure-deps.sh"
 
 trap 'cli infra down' EXIT
 trap 'exit 130' INT TERM
