@@ -23,6 +23,7 @@ def best(lvl):
 
 extra = Path(sys.argv[1]).read_text() if len(sys.argv) > 1 else ""
 bw, bm = best("worker"), best("model")
+w1 = next(r for r in rows if r["level"] == "worker" and r["batch"] == 1)
 body = f"""<!-- section: inference -->
 ## Inference worker: windows/s against batch size (CPU)
 
@@ -50,8 +51,9 @@ level (batch {bw['batch']}) and **{bm['speedup_vs_unbatched']:.1f}×** at the mo
 `time.process_time`):
 
 * unbatched, the worker pays a broker round trip for the results flush (acks=all), one for the
-  offset commit and one Redis round trip per window: ~12 ms wall, 4 ms CPU. Batching removes
-  exactly this, which is where the 11× comes from;
+  offset commit and one Redis round trip per window: {1000 / w1['windows_per_s']:.1f} ms wall,
+  {w1['cpu_us_per_window'] / 1000:.1f} ms CPU. Batching removes
+  exactly this, which is where the worker-level gain comes from;
 * batched, what remains is per-window work that does not batch: the rhythm-window features
   (`features.rhythm_inputs`: RR statistics, sample entropy, VF band power in numpy, one window
   at a time) cost ~470 µs CPU per rhythm window (~110 µs per window of the mix), and the beat
