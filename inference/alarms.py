@@ -27,29 +27,16 @@ from cardiostream.quality import FLAT_STD_MV
 from cardiostream.schemas import Alarm, BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
 from cardiostream.settings import AlarmSettings
 from inference import patterns as pat
+from inference.alarm_types import (
+    AF_CODES,
+    DISCONNECTED,
+    MESSAGES,
+    SEVERITY,
+    VF_CODES,
+)
 from inference.evidence import StripBuffer
 
 _US = 1_000_000
-SEVERITY: dict[str, str] = {
-    **dict.fromkeys(("asystole", "vfib", "vt", "vt_sustained", "extreme_brady",
-                     "extreme_tachy"), "red"),
-    **dict.fromkeys(("afib", "svt", "pvc_couplet", "pvc_run", "bigeminy", "trigeminy",
-                     "pause", "pvc_rate"), "yellow"),
-    **dict.fromkeys(("leads_off", "noisy"), "technical"),
-}
-ALARM_TYPES: tuple[str, ...] = tuple(SEVERITY)
-MESSAGES: dict[str, str] = {
-    "asystole": "Asystole: no QRS", "vfib": "Ventricular fibrillation/flutter",
-    "vt": "Ventricular tachycardia", "vt_sustained": "Sustained ventricular tachycardia",
-    "extreme_brady": "Extreme bradycardia", "extreme_tachy": "Extreme tachycardia",
-    "afib": "Atrial fibrillation/flutter", "svt": "Supraventricular tachycardia",
-    "pvc_couplet": "PVC couplet", "pvc_run": "PVC run", "bigeminy": "Ventricular bigeminy",
-    "trigeminy": "Ventricular trigeminy", "pause": "Pause", "pvc_rate": "High PVC rate",
-    "leads_off": "Lead off", "noisy": "Signal too noisy",
-}
-VF_CODES = frozenset({"VFL", "VFIB"})
-DISCONNECTED = frozenset({"flat", "saturated"})
-AF_CODES = frozenset({"AFIB", "AFL"})
 MAX_BEATS = 160                     # > one minute at 150 bpm, for the PVC rate
 
 

@@ -196,7 +196,7 @@ class InferenceWorker:
 
 
 def _worst(active: list[str]) -> str:
-    from inference.alarms import SEVERITY
+    from inference.alarm_types import SEVERITY
 
     levels = [SEVERITY.get(k.split(":")[0], "none") for k in active]
     return max(levels, key=lambda s: metrics.ALARM_LEVEL[s], default="none")
@@ -240,7 +240,7 @@ def build_worker(settings: Settings) -> InferenceWorker:
 
 def serve(settings: Settings, should_stop: Callable[[], bool]) -> int:
     """Run until ``should_stop()``; returns windows processed. Closes the clients."""
-    from inference.alarms import ALARM_TYPES
+    from inference.alarm_types import ALARM_TYPES
 
     metrics.init_component(COMPONENT, alarm_types=ALARM_TYPES)
     worker = build_worker(settings)
