@@ -74,9 +74,13 @@ def lead_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray, fs_hz: float,
     m4 = (np.einsum("ij,ij->i", c2, c2) / n).tolist()
     hi, lo = np.maximum.reduce(raw, axis=1), np.minimum.reduce(raw, axis=1)
     rest = raw[:, 1:]
-    stuck = np.abs(rest - raw[:, :-1]) <= SAT_TOL_MV
     rail = (rest >= (hi - SAT_TOL_MV)[:, None]) | (rest <= (lo + SAT_TOL_MV)[:, None])
-    n_sat = np.add.reduce(stuck & rail, axis=1).tolist()
+    n_rail = np.add.reduce(rail, axis=1)
+    if (n_rail > SAT_FRACTION * n).any():      # only then can enough samples be stuck there
+        stuck = np.abs(rest - raw[:, :-1]) <= SAT_TOL_MV
+        n_sat = np.add.reduce(stuck & rail, axis=1).tolist()
+    else:
+        n_sat = [0] * n_leads
     hf = _hf_ratio(c, fs_hz).tolist() if spectral else [0.0] * n_leads
     ptp = (hi - lo).tolist()
     flags, values = [], []
