@@ -49,7 +49,8 @@ RHYTHM_FEATURES: tuple[str, ...] = (
     "n_beats_per_10s", "mean_rr_s", "median_rr_s", "cv_rr", "rmssd_over_mean",
     "pnn50", "mad_dRR_over_median", "turning_point_ratio", "sample_entropy",
     "hist_entropy", "max_rr_s", "min_rr_s", "frac_short_long", "irregular_dRR_frac",
-    "frac_near_median", "iqr_over_median", "vf_band_power_frac", "sqi_min",
+    "frac_near_median", "iqr_over_median", "clean_cv", "clean_rmssd_over_mean",
+    "ectopic_pair_frac", "vf_band_power_frac", "sqi_min",
 )
 
 
@@ -124,7 +125,7 @@ def _sample_entropy(rr: np.ndarray, m: int = 1, r_frac: float = 0.04) -> float:
 
 
 def rr_irregularity(rr_s: np.ndarray, window_s: float) -> list[float]:
-    """RR features of one window (seconds in, the first 16 of RHYTHM_FEATURES out).
+    """RR features of one window (seconds in, the first 19 of RHYTHM_FEATURES out).
 
     ``frac_near_median`` and ``iqr_over_median`` are robust to isolated ectopics:
     sinus rhythm with PVCs keeps most RRs near the median, AF spreads them all.
@@ -133,7 +134,8 @@ def rr_irregularity(rr_s: np.ndarray, window_s: float) -> list[float]:
     if rr.size < 3:
         longest = float(rr.max()) if rr.size else window_s
         return [rr.size * 10.0 / window_s, longest, longest, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                0.0, longest, float(rr.min()) if rr.size else window_s, 0.0, 0.0, 1.0, 0.0]
+                0.0, longest, float(rr.min()) if rr.size else window_s, 0.0, 0.0, 1.0, 0.0,
+                0.0, 0.0, 0.0]
     d = np.diff(rr)
     mean, med = float(rr.mean()), float(np.median(rr))
     tp = np.sum((d[:-1] * d[1:]) < 0) / max(d.size - 1, 1)
@@ -146,7 +148,25 @@ def rr_irregularity(rr_s: np.ndarray, window_s: float) -> list[float]:
             _sample_entropy(rr), float(-(p * np.log(p)).sum()), float(rr.max()),
             float(rr.min()), float(short_long), float(np.mean(np.abs(d) > 0.15 * med)),
             float(np.mean(np.abs(rr / med - 1) < 0.08)),
-            float(np.subtract(*np.percentile(rr, [75, 25])) / med)]
+            float(np.subtract(*np.percentile(rr, [75, 25])) / med), *_clean_rr_stats(rr, med)]
+
+
+def _clean_rr_stats(rr: np.ndarray, med: float) -> list[float]:
+    """CV and RMSSD/mean after dropping premature+compensatory RR pairs (ectopic beats).
+
+    A PVC or PAC makes a short RR followed by a long one; sinus rhythm with ectopy is
+    regular once those pairs are removed, AF is not (ectopy filter after Petrenas 2015).
+    """
+    ectopic = (rr[:-1] < 0.85 * med) & (rr[1:] > 1.1 * med)
+    drop = np.zeros(rr.size, dtype=bool)
+    drop[:-1] |= ectopic
+    drop[1:] |= ectopic
+    clean = rr[~drop]
+    frac = float(ectopic.sum() / (rr.size - 1))
+    if clean.size < 3:
+        return [0.0, 0.0, frac]
+    m = float(clean.mean())
+    return [float(clean.std() / m), float(np.sqrt(np.mean(np.diff(clean) ** 2)) / m), frac]
 
 
 def vf_band_fraction(signal: np.ndarray, fs_hz: float) -> float:

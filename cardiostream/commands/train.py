@@ -1,7 +1,123 @@
-"""Placeholder: this command group is added by its issue."""
+"""`cardiostream train beats|rhythm` and `cardiostream evaluate --model DIR`.
+
+Training imports torch and the training package lazily, inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+train_app = typer.Typer(no_args_is_help=True, help="Train the beat and rhythm models.")
+
+OutDir = Annotated[Path | None, typer.Option("--out", file_okay=False, help=(
+    "Model folder to write (DIR/beat, DIR/rhythm). Default: paths.model_dir."))]
+DataDir = Annotated[Path | None, typer.Option("--data", file_okay=False, help=(
+    "MIT-BIH folder (default: <paths.data_dir>/mitdb)."))]
+
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.add_typer(train_app, name="train")
+    app.command("evaluate")(evaluate)
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn())
+
+
+@train_app.command("beats")
+def beats(
+    out: OutDir = None,
+    data: DataDir = None,
+    seed: int = typer.Option(0, help="Random seed (weights, batches, augmentation)."),
+    epochs: int = typer.Option(10, min=1, help="Training epochs (best validation epoch kept)."),
+    imbalance: str = typer.Option("weighted", help="weighted | focal | sampler."),
+    augment: bool = typer.Option(True, help="Amplitude/baseline/NSTDB noise augmentation."),
+) -> None:
+    """Train the AAMI beat classifier on DS1 (patient-level validation inside DS1)."""
+    import time
+
+    from rich.console import Console
+
+    from cardiostream.settings import load_settings
+    from cardiostream.signal import DEFAULT_SPEC
+    from training.export import export_beats
+    from training.train import BeatTrainConfig, train_beats
+
+    if imbalance not in ("weighted", "focal", "sampler"):
+        raise typer.BadParameter(f"{imbalance!r}: weighted, focal or sampler",
+                                 param_hint="--imbalance")
+    t0 = time.perf_counter()
+    settings = load_settings()
+    cfg = BeatTrainConfig(seed=seed, epochs=epochs, imbalance=imbalance, augment=augment)
+    with _progress() as progress:
+        result = train_beats(cfg, data or settings.paths.mitdb, settings.paths.cache_dir,
+                             DEFAULT_SPEC, progress)
+    folder = export_beats(result, out or settings.paths.model_dir, DEFAULT_SPEC)
+    Console().print(f"wrote {folder}; validation (DS1 patients {', '.join(cfg.val_records)}): "
+                  f"score {result.val_metrics['score']:.4f}; wall {time.perf_counter() - t0:.1f} s")
+
+
+@train_app.command("rhythm")
+def rhythm(
+    out: OutDir = None,
+    data: DataDir = None,
+    seed: int = typer.Option(0, help="Random seed."),
+    folds: int = typer.Option(5, min=2, help="Patient-level cross-validation folds."),
+) -> None:
+    """Train the rhythm detector (patient-level CV report, final fit on all records)."""
+    import json
+    import time
+
+    from cardiostream.settings import load_settings
+    from cardiostream.signal import DEFAULT_SPEC
+    from training.rhythm import RhythmTrainConfig, export_rhythm, train_rhythm
+
+    t0 = time.perf_counter()
+    settings = load_settings()
+    out_dir = out or settings.paths.model_dir
+    result = train_rhythm(RhythmTrainConfig(seed=seed, folds=folds),
+                          data or settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
+                          cv_dir=out_dir / "rhythm" / "cv")
+    folder = export_rhythm(result, out_dir, DEFAULT_SPEC)
+    typer.echo(json.dumps(result.cv_summary, indent=1))
+    typer.echo(f"wrote {folder}; wall {time.perf_counter() - t0:.1f} s")
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", exists=True, file_okay=False, help=(
+        "Model folder (DIR/beat, DIR/rhythm)."))],
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Report folder.")],
+    records: Annotated[list[str] | None, typer.Option("--records", help=(
+        "Records or sets (default DS2: the held-out test patients)."))] = None,
+    data: DataDir = None,
+    card: bool = typer.Option(True, help="Write MODEL_CARD.md into the model folder."),
+) -> None:
+    """Annotate with the model, score EC57 (both conventions), write JSON/Markdown/PNG."""
+    import json
+
+    from cardiostream.records import expand_records
+    from cardiostream.settings import load_settings
+    from training.evaluate import evaluate as run
+    from training.model_card import write_card
+
+    names = expand_records(records or ["DS2"])
+    source = data or load_settings().paths.mitdb
+    summary = run(model, names, out, source,
+                  on_record=lambda n, k: typer.echo(f"{n}: {k} beats annotated"))
+    typer.echo((out / "report.md").read_text())
+    typer.echo(json.dumps(summary["headline"], indent=1))
+    if card:
+        typer.echo(f"model card: {write_card(model, out)}")

@@ -1,0 +1,115 @@
+"""cardiostream.features: the input preparation shared by training and inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cardiostream.features import (
+    BEAT_RR_FEATURES,
+    CLIP_MV,
+    RHYTHM_FEATURES,
+    ModelLoadError,
+    RateRules,
+    beat_inputs,
+    beat_rr_features,
+    load_model,
+    rhythm_inputs,
+    rr_irregularity,
+    vf_band_fraction,
+)
+from cardiostream.schemas import BeatWindow, RhythmWindow
+
+_US = 1_000_000
+
+
+def _beat(samples: np.ndarray, prev=0.8, nxt=0.8, local=0.8, long_=0.8) -> BeatWindow:
+    return BeatWindow("d1", "ward-1", "spec-x", 0, 1, 10 * _US, 10 * _US, prev, nxt, local,
+                      long_, "good", samples.astype(np.float32))
+
+
+def _rhythm(beat_times_s: np.ndarray, samples: np.ndarray | None = None,
+            fs: float = 120.0) -> RhythmWindow:
+    x = np.zeros((1, int(10 * fs)), np.float32) if samples is None else samples
+    return RhythmWindow("d1", "ward-1", "spec-x", 0, 0, 0, 10 * _US, 10 * _US, fs,
+                        tuple(int(t * _US) for t in beat_times_s), ("good",), (1.0,), x)
+
+
+def _feat(feats: np.ndarray, name: str) -> float:
+    return float(feats[RHYTHM_FEATURES.index(name)])
+
+
+def test_rr_features_are_relative_to_the_patients_long_term_rr():
+    # A premature beat at 60% of the patient's usual RR, whatever the patient's rate.
+    for long_ in (0.6, 1.2):
+        f = beat_rr_features(np.array([0.6 * long_]), np.array([1.3 * long_]),
+                             np.array([long_]), np.array([long_]))[0]
+        assert f.shape == (len(BEAT_RR_FEATURES),) and f.dtype == np.float32
+        assert f[0] == pytest.approx(0.6) and f[1] == pytest.approx(1.3)
+        assert f[3] == pytest.approx(0.6) and f[4] == pytest.approx(1.3 / 0.6, rel=1e-5)
+
+
+def test_rr_features_fall_back_when_the_stream_has_no_history():
+    f = beat_rr_features(np.array([np.nan]), np.array([0.0]), np.array([0.9]),
+                         np.array([np.nan]))[0]
+    assert np.isfinite(f).all()
+    assert f[0] == pytest.approx(1.0) and f[1] == pytest.approx(1.0)
+
+
+def test_beat_inputs_remove_the_median_and_clip():
+    span = 252
+    s = np.full((2, span), 3.0)
+    s[0, 100] = 20.0                     # a saturated spike on lead 0
+    x, rr = beat_inputs([_beat(s), _beat(s * 0)], leads=(0,))
+    assert x.shape == (2, 1, span) and x.dtype == np.float32
+    assert rr.shape == (2, len(BEAT_RR_FEATURES))
+    assert np.median(x[0, 0]) == 0.0 and x[0, 0, 100] == pytest.approx(CLIP_MV)
+
+
+def test_rr_irregularity_against_hand_computed_values():
+    rr = np.array([0.8, 0.9, 0.7, 0.8])
+    f = dict(zip(RHYTHM_FEATURES, rr_irregularity(rr, 10.0), strict=False))
+    d = np.array([0.1, -0.2, 0.1])
+    assert f["mean_rr_s"] == pytest.approx(0.8)
+    assert f["rmssd_over_mean"] == pytest.approx(np.sqrt(np.mean(d ** 2)) / 0.8)
+    assert f["pnn50"] == pytest.approx(1.0)            # every |dRR| > 50 ms
+    assert f["turning_point_ratio"] == pytest.approx(1.0)
+
+
+def test_irregular_rhythm_scores_higher_than_sinus_with_one_ectopic():
+    rng = np.random.default_rng(0)
+    af = np.cumsum(rng.uniform(0.4, 1.2, 14))
+    sinus = np.cumsum(np.r_[[0.8] * 5, 0.5, 1.1, [0.8] * 6])  # one PVC + compensatory pause
+    _, fa = rhythm_inputs([_rhythm(af[af < 10])])
+    _, fs = rhythm_inputs([_rhythm(sinus[sinus < 10])])
+    assert fa.shape == (1, len(RHYTHM_FEATURES))
+    assert _feat(fa[0], "frac_near_median") < _feat(fs[0], "frac_near_median")
+    assert _feat(fa[0], "iqr_over_median") > _feat(fs[0], "iqr_over_median")
+
+
+def test_vf_band_fraction_separates_a_5hz_wave_from_slow_baseline():
+    fs = 120.0
+    t = np.arange(1200) / fs
+    assert vf_band_fraction(np.sin(2 * np.pi * 5 * t), fs) > 0.9
+    assert vf_band_fraction(np.sin(2 * np.pi * 1.2 * t), fs) < 0.1
+
+
+def test_rate_rules_are_explicit():
+    rules = RateRules(brady_bpm=50, tachy_bpm=120, pause_s=2.5)
+    i = RHYTHM_FEATURES.index
+
+    def feats(median_rr: float, max_rr: float) -> np.ndarray:
+        f = np.zeros(len(RHYTHM_FEATURES), np.float32)
+        f[i("median_rr_s")], f[i("max_rr_s")] = median_rr, max_rr
+        return f
+
+    assert rules.apply("N", feats(0.8, 3.0)) == "PAUSE"
+    assert rules.apply("N", feats(1.5, 1.6)) == "SBR"
+    assert rules.apply("N", feats(0.4, 0.45)) == "TACHY"
+    assert rules.apply("AFIB", feats(0.4, 0.6)) == "AFIB"     # rate never hides AF
+    assert rules.apply("N", feats(0.8, 0.9)) == "N"
+
+
+def test_load_model_refuses_an_incomplete_folder(tmp_path):
+    with pytest.raises(ModelLoadError, match="model.ts"):
+        load_model(tmp_path, "beat")

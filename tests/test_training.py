@@ -1,0 +1,104 @@
+"""training/: dataset parity with the stream DSP, labelling, determinism, export round trip."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from cardiostream.features import (
+    beat_inputs,
+    beat_rr_features,
+    load_model,
+    normalise_samples,
+    rhythm_inputs,
+)
+from cardiostream.processing import process_record
+from cardiostream.records import load_record
+from cardiostream.settings import Settings
+from cardiostream.signal import DEFAULT_SPEC
+from training.datasets import cut_record, match_beats, rhythm_features, rhythm_intervals
+from training.train import BeatTrainConfig, train_beats
+
+MITDB = Settings().paths.mitdb
+needs_data = pytest.mark.skipif(not (MITDB / "100.hea").exists(), reason="no MIT-BIH data")
+
+
+def test_match_beats_is_one_to_one_within_the_window():
+    ref = np.array([100, 400, 700])
+    det = np.array([98, 104, 460, 701, 1000])      # two near 100, one 60 off 400, one extra
+    got = match_beats(det, ref, tol=54)
+    assert got.tolist() == [0, -1, -1, 2, -1]
+
+
+def test_rhythm_intervals_follow_the_plus_annotations():
+    ann = SimpleNamespace(sample=np.array([0, 50, 300, 500]), symbol=["+", "N", "+", "N"],
+                          aux_note=["(N\x00", "", "(AFIB\x00", ""])
+    assert rhythm_intervals(ann, 1000) == [(0, 300, "N"), (300, 1000, "AFIB")]
+
+
+@needs_data
+def test_dataset_equals_what_the_stream_dsp_gives():
+    """Train/serve parity: cached arrays -> the same model inputs as process_record windows."""
+    sampto = int(90 * 360)
+    cached = cut_record(MITDB, "119", DEFAULT_SPEC, sampto=sampto)
+    windows = process_record(load_record(MITDB, "119", sampto=sampto), DEFAULT_SPEC,
+                             chunk_s=0.5, start_us=0)
+    x, rr = beat_inputs(windows.beats, (0,))
+    np.testing.assert_array_equal(x, normalise_samples(cached["beat_samples"][:, [0]]))
+    np.testing.assert_array_equal(rr, beat_rr_features(*cached["beat_rr"].T))
+    np.testing.assert_array_equal(rhythm_inputs(windows.rhythms)[1], rhythm_features(cached))
+    # 119 has ventricular bigeminy: the labels must contain V beats, and most beats match.
+    assert (cached["beat_label"] == 2).sum() > 10
+    assert (cached["beat_label"] >= 0).mean() > 0.95
+
+
+def _tiny(tmp_path, seed: int = 0):
+    cfg = BeatTrainConfig(seed=seed, epochs=1, batch=64, train_records=("119", "106"),
+                          val_records=("118",), max_beats_per_record=300)
+    return train_beats(cfg, MITDB, tmp_path / "cache", DEFAULT_SPEC)
+
+
+@needs_data
+def test_same_seed_same_model_and_export_round_trip(tmp_path):
+    a, b = _tiny(tmp_path), _tiny(tmp_path)
+    for k, v in a.model.state_dict().items():
+        torch.testing.assert_close(v, b.model.state_dict()[k], rtol=0, atol=0)
+    assert a.val_metrics == b.val_metrics
+
+    from training.export import export_beats
+
+    folder = tmp_path / "model"
+    export_beats(a, folder, DEFAULT_SPEC)
+    meta = json.loads((folder / "beat" / "metadata.json").read_text())
+    assert meta["classes"] == ["N", "S", "V", "F", "Q"] and meta["spec_id"] == DEFAULT_SPEC.spec_id
+    assert set(meta["training_records"]) == {"119", "106"}
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 0.5, (7, 1, DEFAULT_SPEC.beat_span)).astype(np.float32)
+    rr = rng.uniform(0.5, 1.5, (7, len(meta["rr_features"]))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "rr.npy", rr)
+    with torch.inference_mode():
+        expected = a.model(torch.from_numpy(x), torch.from_numpy(rr)).numpy()
+    # A fresh interpreter that never imports training/ must load and reproduce it.
+    code = ("import sys, numpy as np, torch; from cardiostream.features import load_model;"
+            f"m = load_model(r'{folder}', 'beat');"
+            f"x = torch.from_numpy(np.load(r'{tmp_path / 'x.npy'}'));"
+            f"rr = torch.from_numpy(np.load(r'{tmp_path / 'rr.npy'}'));"
+            f"np.save(r'{tmp_path / 'out.npy'}', m.program(x, rr).detach().numpy());"
+            "assert not any(k.startswith('training') for k in sys.modules), 'imported training'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-5)
+    assert load_model(folder, "beat").classes == ("N", "S", "V", "F", "Q")
+
+
+@needs_data
+def test_different_seed_changes_the_weights(tmp_path):
+    a, c = _tiny(tmp_path), _tiny(tmp_path, seed=1)
+    assert any(not torch.equal(v, c.model.state_dict()[k])
+               for k, v in a.model.state_dict().items() if v.is_floating_point())

@@ -1,0 +1,68 @@
+"""`cardiostream evaluate`: annotate records with a model, score them the EC57 way.
+
+Runs ``cardiostream.annotate.annotate_record`` (the stream's DSP) with the model's
+labeller (``cardiostream.classify``), scores with ``cardiostream.scoring`` in both
+class conventions, and writes OUT/report.json, OUT/report.md, OUT/confusion-*.png
+and OUT/annotations/RECORD.cs. The model card is rendered from that JSON only, so
+its numbers are exactly what this command printed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from cardiostream.signal import SignalSpec
+
+# Acceptance floors of issue 4 (DS2 gross, de Chazal convention), percent.
+TARGETS = {"veb_se": 92.0, "veb_ppv": 92.0, "sveb_se": 80.0, "sveb_ppv": 60.0, "n_se": 95.0}
+
+
+def spec_of(metadata: dict) -> SignalSpec:
+    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in metadata["spec"].items()}
+    spec = SignalSpec(**raw)
+    if spec.spec_id != metadata["spec_id"]:
+        raise ValueError(f"metadata spec_id {metadata['spec_id']} != its spec {spec.spec_id}")
+    return spec
+
+
+def headline(report_json: dict) -> dict:
+    """The acceptance figures from the de Chazal report (gross, percent)."""
+    dc = report_json["dechazal"]
+    g, classes = dc["gross"], dc["classes"]
+    return {"veb_se": g.get("veb_se"), "veb_ppv": g.get("veb_ppv"),
+            "sveb_se": g.get("sveb_se"), "sveb_ppv": g.get("sveb_ppv"),
+            "n_se": classes["N"]["se"], "qrs_se": g.get("qrs_se"), "qrs_ppv": g.get("qrs_ppv")}
+
+
+def evaluate(model_dir: Path, records: Sequence[str], out_dir: Path, data_dir: Path,
+             on_record: Callable[[str, int], None] | None = None) -> dict:
+    """Annotate + score ``records``; returns {"report": ..., "headline": ..., "seconds"}."""
+    from cardiostream.annotate import annotate_record
+    from cardiostream.classify import ModelLabeller
+    from cardiostream.records import load_record
+    from cardiostream.score_report import write_outputs
+    from cardiostream.scoring import score_records
+
+    t0 = time.perf_counter()
+    labeller = ModelLabeller(model_dir)
+    spec = spec_of(labeller.beat.metadata)
+    out_dir = Path(out_dir)
+    ann_dir = out_dir / "annotations"
+    for name in records:
+        _, n = annotate_record(load_record(data_dir, name), data_dir, ann_dir, spec, "cs",
+                               labeller)
+        if on_record:
+            on_record(name, n)
+    reports = [score_records(data_dir, ann_dir, list(records), "cs", convention=c)
+               for c in ("dechazal", "bxb")]
+    write_outputs(reports, out_dir / "report.json", out_dir / "report.md",
+                  out_dir / "confusion.png")
+    data = json.loads((out_dir / "report.json").read_text())
+    summary = {"model": str(model_dir), "model_version": labeller.version,
+               "records": list(records), "headline": headline(data), "targets": TARGETS,
+               "seconds": round(time.perf_counter() - t0, 1)}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
