@@ -366,6 +366,10 @@ def _notes(result: dict) -> str:
             f"{b['cpu_us_per_chunk'] - null['cpu_us_per_chunk']:.0f} µs are the DSP and the "
             "windows it produces (encoded and produced as one Kafka message each, acks=all).")
     text += [
+        "CPU time per chunk is itself noisy on this machine (hyper-threads and caches shared "
+        "with the broker and other jobs): over the session's runs the full worker measured "
+        "750-1,060 µs per chunk and the no-op-DSP worker 165-287 µs (1,000-2,000 devices); "
+        "every full-worker run is 3-4x the 250 µs budget.",
         "Capacity scales by partitions: `cardiostream process --workers N` (or N containers) "
         f"in one group, one core each; 2,000 devices need about "
         f"{-(-2000 // max(1, int(b['devices_per_free_core'])))} such workers at the measured "
