@@ -7,11 +7,14 @@ and long mean (last ``spec.long_rr_beats``).  It is emitted once the NEXT beat
 is detected and the post-R span has arrived.  ``rr_next_s == 0.0`` marks a beat
 flushed at a segment end (its next beat is unknown).
 
-Rhythm window ``w`` covers model samples ``[w*hop, w*hop + win)`` of the
-segment, decimated to ``spec.rhythm_fs_hz`` (every k-th sample; the signal is
-already low-passed below the new Nyquist).  It is emitted once the detector
-has decided every candidate up to its end, and carries the R times inside it
-and each lead's quality.
+Rhythm window ``w`` covers model samples ``[phase + w*hop, phase + w*hop + win)``
+of the segment, where ``phase`` puts the first start on the device-time grid of
+``rhythm_hop_s`` (rounded up to the decimation step), so every segment of a device
+(a restart, a rebalance, a gap) cuts the same windows and the same window always
+gets the same ``end_time_us``. It is decimated to ``spec.rhythm_fs_hz`` (every
+k-th sample; the signal is already low-passed below the new Nyquist), emitted once
+the detector has decided every candidate up to its end, and carries the R times
+inside it and each lead's quality.
 
 Times: sample k of a segment has device time ``t0_us + round(k * 1e6 / fs)``;
 ``last_sample_time_us`` is the time of the last model-rate sample the window
@@ -89,6 +92,7 @@ class WindowState:
     hist: np.ndarray | None = None   # (2 n_leads, h) float32 recent filtered; unfiltered rows
     rhist: np.ndarray | None = None  # (2 n_leads, m) the same decimated, rhythm window span
     next_rhythm: int = 0             # index within segment of the next rhythm window
+    rhythm_phase: int = 0            # model samples from segment start to the hop grid
     pending: list[_Pending] = field(default_factory=list)
     rr_hist: deque = field(default_factory=deque)     # RR seconds, newest last
     rr_sum: float = 0.0                               # sum of rr_hist (long-term mean)
@@ -110,8 +114,16 @@ def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, 
     if abs(decim - round(decim)) > 1e-9 or decim < 1:
         raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
     return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
-                       spec.spec_id,
-                       rr_hist=deque(maxlen=spec.long_rr_beats))
+                       spec.spec_id, rr_hist=deque(maxlen=spec.long_rr_beats),
+                       rhythm_phase=_rhythm_phase(spec, t0_us, round(decim)))
+
+
+def _rhythm_phase(spec: SignalSpec, t0_us: int, decim: int) -> int:
+    """First model sample (a multiple of ``decim``) at or after a multiple of rhythm_hop_s."""
+    hop_us = round(spec.rhythm_hop_s * _US)
+    grid_us = -(-t0_us // hop_us) * hop_us
+    k = -(-(grid_us - t0_us) * round(spec.fs_hz * 1000) // (_US * 1000))
+    return -(-k // decim) * decim
 
 
 def _time_us(ws: WindowState, k: int) -> int:
@@ -202,7 +214,8 @@ def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
 def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
     g, L = ws.geo, ws.n_leads
     out: list[RhythmWindow] = []
-    while (start := ws.next_rhythm * g.hop) + g.win + g.margin <= min(decided, ws.n):
+    while (start := ws.rhythm_phase + ws.next_rhythm * g.hop) + g.win + g.margin <= \
+            min(decided, ws.n):
         ready = start + g.win + g.margin       # every decision before this sample is made
         end_d = -((-(start + g.win)) // g.decim)         # decimated samples before the end
         stop = ws.rhist.shape[1] - (-((-ws.n) // g.decim) - end_d)
@@ -219,7 +232,7 @@ def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
             samples=np.ascontiguousarray(both[:L])))
         ws.next_rhythm += 1
         ws.window_counter += 1
-    while ws.beat_times and ws.beat_times[0].r < ws.next_rhythm * g.hop:
+    while ws.beat_times and ws.beat_times[0].r < ws.rhythm_phase + ws.next_rhythm * g.hop:
         ws.beat_times.popleft()
     return out
 
