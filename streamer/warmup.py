@@ -5,7 +5,7 @@ worker sees a record of a partition it did not own, it reads that partition
 back from ~``warmup_s`` before the record (``offsets_for_times`` on the record
 timestamps, capped at ``warmup_max_messages``) up to the record's offset with
 a plain, group-less aiokafka consumer, keeps per device only the chunks whose
-device time lies in the last ``warmup_s`` before the resume point, and feeds
+device time lies in the last ``warmup_s`` (+ slack) before the resume point, and feeds
 them through the pipeline with ``emit=False``. Faust then continues from the
 committed offset, which it only commits after the windows of every earlier
 record were flushed with acks=all. Result: at-least-once windows, warm DSP
@@ -38,6 +38,11 @@ _US = 1_000_000
 # Record timestamps are the producer's wall clock; allow for produce jitter and batching.
 TIMESTAMP_SLACK_S = 5.0
 READ_TIMEOUT_S = 30.0
+# Re-read beyond warmup_s: a rhythm window is emitted only once the detector has decided
+# every beat up to its end plus a margin (windowing: 0.15 s + the QRS look-ahead, ~0.32 s;
+# longer when a search-back is pending), so windows ending up to this long before the
+# committed offset may still be unsent; re-reading them lets the new state cut them.
+RHYTHM_SLACK_S = 2.0
 Anchor = Callable[[str], "int | None"]     # device id -> its current segment start (µs)
 
 
@@ -66,14 +71,15 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def _select(records: list[Any], warmup_s: float, anchor_of: Anchor, hop_us: int
-            ) -> tuple[list[Any], dict[str, int]]:
-    """Per device, the records within ``warmup_s`` of device time before its newest chunk.
+def _select(records: list[Any], warmup_s: float, anchor_of: Anchor) -> tuple[list[Any],
+                                                                            dict[str, int]]:
+    """Per device, the records within ``warmup_s + RHYTHM_SLACK_S`` of device time before
+    its newest chunk, and ``device -> segment start`` hints for devices whose recorded
+    segment began before that (the fresh DSP state then keeps the segment's id).
 
-    When the device's current segment start ``S`` is known (``anchor_of``), the re-read
-    starts at the first chunk whose ``t0_us - S`` is a multiple of the rhythm hop, so the
-    fresh DSP state cuts rhythm windows on the old segment's grid (same start times as
-    before the restart) and keeps its segment id; returns those ``device -> S`` hints.
+    Rhythm windows sit on the device-time hop grid (``cardiostream.windowing``), so a state
+    started anywhere cuts the same windows; the slack re-reads the windows that were still
+    waiting for their decision margin when the offset was committed.
     """
     end_by_device: dict[str, int] = defaultdict(int)
     decoded = []
@@ -84,21 +90,17 @@ def _select(records: list[Any], warmup_s: float, anchor_of: Anchor, hop_us: int
             continue          # refused (and dead-lettered) when it was first processed
         end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
         decoded.append((rec, chunk))
-    horizon = round(warmup_s * _US)
+    horizon = round((warmup_s + RHYTHM_SLACK_S) * _US)
     kept = [(rec, c) for rec, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
-    anchors: dict[str, int | None] = {}
-    first_aligned: dict[str, int] = {}
+    first_t0: dict[str, int] = {}
     for _, c in kept:
-        device = c.device_id
-        if device in first_aligned:
-            continue
-        if device not in anchors:
-            anchors[device] = anchor_of(device)
-        anchor = anchors[device]
-        if anchor is not None and c.t0_us >= anchor and (c.t0_us - anchor) % hop_us == 0:
-            first_aligned[device] = c.t0_us
-    chosen = [rec for rec, c in kept if c.t0_us >= first_aligned.get(c.device_id, c.t0_us)]
-    return chosen, {d: anchors[d] for d in first_aligned}
+        first_t0.setdefault(c.device_id, c.t0_us)
+    hints = {}
+    for device, t0 in first_t0.items():
+        anchor = anchor_of(device)
+        if anchor is not None and anchor <= t0:
+            hints[device] = anchor
+    return [rec for rec, _ in kept], hints
 
 
 async def _read_range(settings: Settings, topic: str, partition: int, end_offset: int,
@@ -150,8 +152,7 @@ async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition:
     starts = await read_partition(aiokafka_kwargs(settings), settings.topics.segments,
                                   partition)
     start, records = await _read_range(settings, topic, partition, end_offset, timestamp_ms)
-    hop_us = round(pipeline.spec.rhythm_hop_s * _US)
-    chosen, hints = _select(records, settings.processor.warmup_s, starts.get, hop_us)
+    chosen, hints = _select(records, settings.processor.warmup_s, starts.get)
     pipeline.segment_hints.update(hints)
     for rec in chosen:
         pipeline.handle(rec.key, rec.value, topic, partition, rec.offset, None, emit=False)
@@ -159,6 +160,6 @@ async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition:
     report = WarmupReport(topic, partition, start, end_offset, len(records), len(chosen),
                           len(devices), time.perf_counter() - t0)
     log.info("warm-up %s[%d] offsets %d..%d: %d records, %d chunks fed, %d devices "
-             "(%d on their segment's grid), %.2f s", topic, partition, start, end_offset,
+             "(%d continue their segment), %.2f s", topic, partition, start, end_offset,
              len(records), len(chosen), len(devices), len(hints), report.seconds)
     return report

@@ -1,4 +1,4 @@
-"""Warm-up selection: the last warmup_s of each device, started on its segment's grid."""
+"""Warm-up selection: the last warmup_s (+ slack) of each device, and segment-id hints."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from cardiostream.qrs import DEFAULT_QRS, plan_for
 from cardiostream.schemas import SampleChunk, encode_chunk
-from streamer.warmup import _select
+from cardiostream.signal import DEFAULT_SPEC
+from cardiostream.windowing import _geometry
+from streamer.warmup import RHYTHM_SLACK_S, _select
 
 S = 1_700_000_000_000_000          # the device's segment started here (device µs)
-HOP_US = 2_000_000
 
 
 def records(device: str, first: int, stop: int):
@@ -23,26 +25,26 @@ def records(device: str, first: int, stop: int):
     return out
 
 
-def seqs(chosen):
-    return [r.offset for r in chosen]
+def seqs(chosen, device: str = "a"):
+    return [r.offset for r in chosen if r.key == device.encode()]
 
 
-def test_without_an_anchor_the_last_warmup_seconds_are_kept():
-    chosen, hints = _select(records("a", 0, 40), 10.0, lambda d: None, HOP_US)
-    assert seqs(chosen) == list(range(20, 40)) and hints == {}
+def test_the_last_warmup_seconds_plus_the_rhythm_slack_are_kept():
+    chosen, hints = _select(records("a", 0, 40), 10.0, lambda d: None)
+    assert seqs(chosen) == list(range(16, 40))          # 12 s = 24 chunks of 0.5 s
+    assert hints == {}
 
 
-def test_with_an_anchor_the_re_read_starts_on_the_rhythm_grid():
-    # Device time of chunk k is S + k*0.5 s; the grid is every 2 s = every 4 chunks.
-    rec = records("a", 0, 42)                 # last 10 s: chunks 22..41; grid: 24, 28, ...
-    chosen, hints = _select(rec, 10.0, lambda d: S, HOP_US)
-    assert seqs(chosen) == list(range(24, 42)) and hints == {"a": S}
+def test_a_recorded_segment_start_before_the_re_read_becomes_a_hint():
+    rec = records("a", 0, 40) + records("b", 30, 60) + records("c", 0, 40)
+    starts = {"a": S, "b": S + 25 * 500_000, "c": S + 30 * 500_000}
+    chosen, hints = _select(rec, 10.0, starts.get)
+    assert hints == {"a": S, "b": S + 25 * 500_000}      # c's start is newer than its re-read
+    assert seqs(chosen, "b") == list(range(36, 60))
 
 
-def test_devices_are_selected_independently_and_stale_anchors_ignored():
-    rec = records("a", 0, 40) + records("b", 0, 40)
-    later = S + 250_000                       # b's anchor is not on its chunk grid at all
-    chosen, hints = _select(rec, 10.0, {"a": S, "b": later}.get, HOP_US)
-    by_dev = {d: [r.offset for r in chosen if r.key == d.encode()] for d in ("a", "b")}
-    assert by_dev == {"a": list(range(20, 40)), "b": list(range(20, 40))}
-    assert hints == {"a": S}
+def test_the_slack_covers_the_dsps_rhythm_decision_margin():
+    """Guard: if the DSP's margin grows past the slack, restarts would drop rhythm windows."""
+    lookahead = plan_for(DEFAULT_QRS, DEFAULT_SPEC.fs_hz).half
+    margin_s = _geometry(DEFAULT_SPEC, lookahead).margin / DEFAULT_SPEC.fs_hz
+    assert margin_s < RHYTHM_SLACK_S / 2

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wfdb
 
+from cardiostream.labels import BEAT_SYMBOLS
 from cardiostream.processing import process_record
 from cardiostream.records import Record, load_record
 from cardiostream.schemas import (
@@ -141,8 +143,12 @@ def test_online_beats_equal_offline_for_three_records(topic_factory, data_dir, t
             _send(producer, settings, c)
         _send(producer, settings, _terminator(chunks[-1]))
     producer.flush()
-    offline = {n: process_record(r, DEFAULT_SPEC, 0.5, f"rec-{n}", start_us, flush=True)
-               for n, r in records.items()}
+    # The offline twin is `cardiostream annotate` itself: its windows and its .cs files.
+    from cardiostream.annotate import annotate_record
+
+    annotated = {n: annotate_record(r, data_dir / "mitdb", tmp_path / "ann", DEFAULT_SPEC,
+                                    start_us=start_us) for n, r in records.items()}
+    offline = {n: w for n, (_, w) in annotated.items()}
     expected = {f"rec-{n}": len(w.beats) for n, w in offline.items()}
 
     worker = _worker(settings, tmp_path, "worker")
@@ -161,6 +167,10 @@ def test_online_beats_equal_offline_for_three_records(topic_factory, data_dir, t
         got = [online[f"rec-{name}"][t] for t in sorted(online[f"rec-{name}"])]
         to_sample = [round((w.r_time_us - start_us) * rec.fs_hz / _US) for w in got]
         assert to_sample == [round((w.r_time_us - start_us) * rec.fs_hz / _US) for w in want]
+        ann = wfdb.rdann(str(annotated[name][0].with_suffix("")), "cs")
+        written = [int(x) for x, sym in zip(ann.sample, ann.symbol, strict=True)
+                   if sym in BEAT_SYMBOLS]
+        assert to_sample == written                   # exactly what `annotate` wrote
         assert all(np.array_equal(a.samples, b.samples) for a, b in zip(got, want, strict=True))
         assert [(a.rr_prev_s, a.rr_next_s, a.quality) for a in got] == \
                [(b.rr_prev_s, b.rr_next_s, b.quality) for b in want]
