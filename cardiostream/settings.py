@@ -121,7 +121,7 @@ class ProcessorSettings(_Group):
     """The Faust stream processor (streamer/); see docs/processor.md."""
 
     app_id: str = "cardiostream-processor"     # Faust app id = consumer group id
-    warmup_s: float = Field(10.0, ge=0, le=10.0)    # signal re-read per device on assignment
+    warmup_s: float = Field(10.0, ge=0, le=10.0)    # DSP warm-up re-read per device (+2 s slack)
     warmup_max_messages: int = Field(100_000, ge=0)  # per partition, bounds the re-read
     reorder_max_held: int = Field(8, ge=0)           # chunks held behind a sequence hole
     reorder_max_wait_s: float = Field(2.0, ge=0)     # device time a hole may stay open

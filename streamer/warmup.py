@@ -114,7 +114,7 @@ async def _read_range(settings: Settings, topic: str, partition: int, end_offset
     await consumer.start()
     try:
         consumer.assign([tp])
-        lookback_ms = round((cfg.warmup_s + TIMESTAMP_SLACK_S) * 1000)
+        lookback_ms = round((cfg.warmup_s + RHYTHM_SLACK_S + TIMESTAMP_SLACK_S) * 1000)
         found = (await consumer.offsets_for_times({tp: max(0, timestamp_ms - lookback_ms)}))[tp]
         first = (await consumer.beginning_offsets([tp]))[tp]
         start = max(first, end_offset - cfg.warmup_max_messages,
