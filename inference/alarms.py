@@ -182,7 +182,8 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
     if win.r_time_us <= state.last_beat_window_us:
         return []                                   # redelivered: already counted
     state.last_beat_window_us = win.r_time_us
-    label = "?" if win.quality in DISCONNECTED else res.label
+    unsure = bool(res.probs) and max(res.probs) < cfg.beat_min_prob
+    label = "?" if win.quality in DISCONNECTED or unsure else res.label
     rr_prev_s = win.rr_prev_s if label != "?" and math.isfinite(win.rr_prev_s) else 0.0
     state.beats.append((win.r_time_us, label))
     state.last_beat_us = max(state.last_beat_us or 0, win.r_time_us)
