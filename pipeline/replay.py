@@ -22,6 +22,7 @@ from rich.console import Console
 
 from cardiostream.schemas import BeatResult, RhythmResult, SchemaError, decode_result
 from cardiostream.settings import Settings
+from cardiostream.signal import DEFAULT_SPEC
 from pipeline.launcher import Launcher
 from pipeline.stack import infra_up, isolated, start_workers, wait_workers_settled
 
@@ -102,7 +103,7 @@ def run_replay(settings: Settings, cfg: ReplayConfig, console: Console) -> int:
         wait_workers_settled(launcher)
         collector.start()
         sim = Simulator(settings, devices, speed=_speed(cfg.speed), loop=False,
-                        record_s=cfg.seconds)
+                        record_s=cfg.seconds, align_start_us=round(DEFAULT_SPEC.rhythm_hop_s * 1e6))
         stats = sim.run()
         console.print(f"simulator: {stats.chunks_sent} chunks in {stats.wall_s:.1f} s")
         _wait_quiet(collected, launcher, cfg.idle_s, console)

@@ -198,7 +198,8 @@ class Simulator:
                  duration_s: float | None = None, record_s: float | None = None,
                  compression: str = "auto", linger_ms: int = 50,
                  stats: SimulatorStats | None = None,
-                 producer_factory: Callable[[], object] | None = None) -> None:
+                 producer_factory: Callable[[], object] | None = None,
+                 align_start_us: int | None = None) -> None:
         if not (speed > 0):
             raise ValueError(f"speed={speed}: use a positive factor or math.inf for max")
         if len({d.device_id for d in devices}) != len(devices):
@@ -211,6 +212,9 @@ class Simulator:
         self._compression, self._linger_ms = compression, linger_ms
         self._producer_factory = producer_factory or self._kafka_producer
         self.start_us: dict[str, int] = {}   # device -> device time of its record's sample 0
+        # Replay scoring puts each record's sample 0 on a multiple of this (the rhythm hop), so
+        # the processor cuts the same rhythm windows as the offline twin started at 0.
+        self.align_start_us = align_start_us
 
     def _kafka_producer(self) -> object:
         from kafka import KafkaProducer
@@ -246,8 +250,11 @@ class Simulator:
             state = F.new_state(self.faults, dev.device_id, self.stats.faults)
             if noise is not None:
                 state.noise_pos = int(state.rng.integers(0, noise.noise_mv.shape[1]))
-            self.start_us[dev.device_id] = wall0_us + phase_us
-            gen = iter_scheduled(rec, dev.device_id, wall0_us + phase_us, self.chunk_s,
+            start_us = wall0_us + phase_us
+            if self.align_start_us:
+                start_us = -(-start_us // self.align_start_us) * self.align_start_us
+            self.start_us[dev.device_id] = start_us
+            gen = iter_scheduled(rec, dev.device_id, start_us, self.chunk_s,
                                  self.faults, unit=dev.unit, loop=self.loop, noise=noise,
                                  fault_state=state)
             streams.append(_offset(gen, phase_us / _US))
