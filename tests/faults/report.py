@@ -69,7 +69,8 @@ def render_kv(doc: dict, section: str) -> str:
     rows = doc.get(section, {})
     lines = []
     for key, row in rows.items():
-        items = {k: v for k, v in row.items() if k not in ("command", "host", "measured_at")}
+        items = {k: v for k, v in row.items()
+                 if k not in ("command", "host", "measured_at") and not k.startswith("timeline")}
         lines.append(f"**{key}** ({row.get('measured_at')}, {row.get('host')}; "
                      f"`{row.get('command')}`)\n")
         lines += [f"- {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}"
