@@ -86,6 +86,8 @@ class InferenceWorker:
         self.clock = clock
         self.gauges = metrics.PatientGauges(settings.metrics.max_patient_series)
         self.device_tp: dict[str, TopicPartition] = {}
+        self.kafka = settings.kafka
+        self.cold: set[TopicPartition] = set()   # assigned, alarm state not rebuilt yet
         self._next_lag = 0.0
         self.processed = 0
 
@@ -102,6 +104,8 @@ class InferenceWorker:
         timeout_ms = max(1, int(self.batcher.time_left(self.clock()) * 1000))
         room = max(1, self.batcher.max_size - len(self.batcher))
         polled = self.consumer.poll(timeout_ms=timeout_ms, max_records=room)
+        if self.cold:          # before any record of a newly assigned partition is decided
+            self._warm_up()
         items = [decode_item(tp, r.offset, r.key, r.value)
                  for tp, records in polled.items() for r in records]
         for batch in self.batcher.extend(items, self.clock()):
@@ -109,6 +113,14 @@ class InferenceWorker:
         for batch in self.batcher.poll(self.clock()):
             self.process(batch)
         self._report_lag()
+
+    def _warm_up(self) -> None:
+        """Rebuild the alarm state of newly assigned partitions (``inference.warmup``)."""
+        from inference.warmup import replay
+
+        cold, self.cold = self.cold, set()
+        committed = [(tp, off) for tp in sorted(cold) if (off := self.consumer.committed(tp))]
+        replay(self.kafka, committed, self.predictor, self.decider)
 
     # ------------------------------------------------------------------ one batch
     def process(self, batch: list[Item]) -> None:
@@ -212,6 +224,8 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned) -> None:
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        if self.worker_ref:
+            self.worker_ref[0].cold |= set(assigned)
 
 
 def build_worker(settings: Settings) -> InferenceWorker:
