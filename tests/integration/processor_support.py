@@ -1,0 +1,186 @@
+"""Helpers for the processor's integration tests: produce, read back, run and check workers.
+
+Not collected by pytest (no ``test_`` prefix); imported by tests/integration/test_processor*.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cardiostream.records import Record
+from cardiostream.schemas import SampleChunk, chunk_to_json, decode_window, encode_chunk
+from cardiostream.settings import Settings
+from streamer.harness import WorkerProcess
+
+US = 1_000_000
+
+
+
+def settings_for(topic_factory, partitions: int = 4) -> Settings:
+    s = topic_factory(partitions)
+    app_id = f"test-processor-{s.topics.samples.rsplit('.', 1)[-1]}"
+    proc = s.processor.model_copy(update={"app_id": app_id, "session_timeout_s": 6.0,
+                                          "commit_interval_s": 0.5})
+    return s.model_copy(update={"processor": proc})
+
+
+def producer_for(settings: Settings):
+    from kafka import KafkaProducer
+
+    from streamer.kafka_config import producer_kwargs
+
+    return KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=5))
+
+
+def send_chunk(producer, settings: Settings, chunk: SampleChunk, key: str | None = None) -> None:
+    producer.send(settings.topics.samples, key=(key or chunk.device_id).encode(),
+                  value=encode_chunk(chunk))
+
+
+def terminator(last: SampleChunk) -> SampleChunk:
+    """A chunk 60 s after ``last``: a time gap, so the worker flushes the segment's beats."""
+    return SampleChunk(last.device_id, last.seq + 1, last.end_us + 60 * US, last.fs_hz,
+                       last.leads, last.gain, last.baseline, np.zeros_like(last.adc), last.unit)
+
+
+def read_all(settings: Settings, topic: str, until, timeout_s: float, quiet_s: float = 8.0):
+    """Records of ``topic`` from the start, until ``until(records)`` and no news for quiet_s."""
+    from kafka import KafkaConsumer
+
+    from streamer.kafka_config import consumer_kwargs
+
+    consumer = KafkaConsumer(topic, **consumer_kwargs(settings.kafka))
+    records: list = []
+    deadline = time.monotonic() + timeout_s
+    last_new = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            got = consumer.poll(timeout_ms=500)
+            for batch in got.values():
+                records += batch
+                last_new = time.monotonic()
+            if until(records) and time.monotonic() - last_new > quiet_s:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+def beats_by_device(records) -> dict[str, dict[int, object]]:
+    """device -> {r_time_us: window} for the beat windows (duplicates collapse)."""
+    out: dict[str, dict[int, object]] = defaultdict(dict)
+    for rec in records:
+        win = decode_window(rec.value)
+        if win.kind == "beat":
+            out[win.device_id][win.r_time_us] = win
+    return out
+
+
+def rhythm_starts(records) -> dict[str, set[int]]:
+    """device -> start times (µs) of its rhythm windows (duplicates collapse)."""
+    out: dict[str, set[int]] = defaultdict(set)
+    for rec in records:
+        win = decode_window(rec.value)
+        if win.kind == "rhythm":
+            out[win.device_id].add(win.start_time_us)
+    return out
+
+
+def start_worker(settings: Settings, tmp_path: Path, name: str) -> WorkerProcess:
+    return WorkerProcess(settings, tmp_path / f"{name}.log").start()
+
+
+def assert_clean_log(worker: WorkerProcess) -> None:
+    """No traceback, no error but aiokafka's retried coordinator discovery on a fresh broker."""
+    text = worker.log_path.read_text(errors="replace")
+    assert "Traceback" not in text, text[-3000:]
+    errors = [line for line in text.splitlines()
+              if "[ERROR]" in line and "Coordinator" not in line]
+    assert not errors, "\n".join(errors[:20])
+
+
+
+
+class Streamer(threading.Thread):
+    """Devices sending their chunks paced at ``speed`` x real time, plus bad records."""
+
+    def __init__(self, settings: Settings, chunks: dict[str, list[SampleChunk]], speed: float,
+                 bad: list[tuple[float, bytes, bytes]]) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.chunks, self.speed = settings, chunks, speed
+        self.bad = sorted(bad, key=lambda b: b[0])
+        self.device_s = 0.0          # device time sent so far
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            self.error = exc
+
+    def _run(self) -> None:
+        producer = producer_for(self.settings)
+        n = max(len(c) for c in self.chunks.values())
+        wall0 = time.monotonic()
+        bad = list(self.bad)
+        for k in range(n):
+            end_s = (k + 1) * 0.5
+            time.sleep(max(0.0, wall0 + end_s / self.speed - time.monotonic()))
+            for chunks in self.chunks.values():
+                send_chunk(producer, self.settings, chunks[k])
+            while bad and bad[0][0] <= end_s:
+                _, key, value = bad.pop(0)
+                producer.send(self.settings.topics.samples, key=key, value=value)
+            self.device_s = end_s
+        for chunks in self.chunks.values():
+            send_chunk(producer, self.settings, terminator(chunks[-1]))
+        producer.flush()
+        producer.close()
+
+
+def bad_records(sample: SampleChunk) -> list[tuple[bytes, bytes, str]]:
+    """(key, raw value, expected dead-letter reason)."""
+    good = encode_chunk(sample)
+    json_missing = chunk_to_json(sample).replace(b'"seq"', b'"sequence"')
+    return [(sample.device_id.encode(), b"\x00\x01 not a chunk", "bad_magic"),
+            (b"bed-impostor", good, "key_mismatch"),
+            (sample.device_id.encode(), good[:30], "truncated"),
+            (sample.device_id.encode(), b'{"v": 1, "device_id": ', "bad_json"),
+            (sample.device_id.encode(), json_missing, "missing_field")]
+
+
+def shorten(rec: Record, seconds: float) -> Record:
+    n = round(seconds * rec.fs_hz)
+    return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline, rec.adc[:, :n])
+
+
+def check_rhythms(offline: dict, online: dict[str, set[int]], before_end_us: int) -> None:
+    """Rhythm windows keep the segment's 2 s grid across the event: same start times."""
+    for device, rhythms in offline.items():
+        want = {w.start_time_us for w in rhythms if w.end_time_us <= before_end_us}
+        got = {t for t in online[device] if t + 10 * US <= before_end_us}
+        print(f"{device}: {len(want)} offline rhythm windows, lost {len(want - got)}, "
+              f"extra {len(got - want)}")
+        assert got == want, f"{device}: lost {sorted(want - got)} extra {sorted(got - want)}"
+
+
+def check_resumed(offline: dict, online: dict, start_us: int, event_s: float) -> None:
+    """Online beats equal offline outside +-20 s of the event, <= 1 lost/invented inside."""
+    band = (start_us + round((event_s - 20) * US), start_us + round((event_s + 20) * US))
+    for device, beats in offline.items():
+        want = {w.r_time_us for w in beats}
+        got = set(online[device])
+        outside = {t for t in want | got if not band[0] <= t <= band[1]}
+        assert want & outside == got & outside, f"{device}: beats differ outside the band"
+        print(f"{device}: {len(want)} offline beats, lost {len(want - got)}, "
+              f"extra {len(got - want)} (outside the band around the event: none)")
+        assert len(want - got) <= 1, f"{device}: lost {sorted(want - got)}"
+        assert len(got - want) <= 1, f"{device}: invented {sorted(got - want)}"
+        assert max(got) >= start_us + round((event_s + 30) * US)   # resumed
+
+
