@@ -95,7 +95,8 @@ class AlarmSettings(_Group):
     vt_min_rate_bpm: float = Field(100.0, gt=0)   # ... at or above this rate (slower: PVC run)
     vt_sustained_s: float = Field(30.0, gt=0)     # a VT condition this long: sustained VT
     vt_from_rhythm_model: bool = True             # rhythm windows classified VT also raise VT
-    beat_min_prob: float = Field(0.7, ge=0, le=1)  # less sure beats are "?" (break patterns)
+    beat_min_prob: float = Field(0.0, ge=0, le=1)  # less sure beats are "?" (break patterns)
+    vt_min_v_prob: float = Field(0.8, ge=0, le=1)  # mean P(V) over a VT run's newest beats
     extreme_brady_bpm: float = Field(40.0, gt=0)
     extreme_tachy_bpm: float = Field(180.0, gt=0)
     hr_beats: int = Field(8, ge=2)                # beats in the median-RR heart rate

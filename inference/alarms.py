@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from cardiostream.labels import AAMI_CLASSES
 from cardiostream.quality import FLAT_STD_MV
 from cardiostream.schemas import Alarm, BeatResult, BeatWindow, RhythmResult, RhythmWindow, alarm_id
 from cardiostream.settings import AlarmSettings
@@ -38,6 +39,8 @@ from inference.evidence import StripBuffer
 
 _US = 1_000_000
 MAX_BEATS = 160                     # > one minute at 150 bpm, for the PVC rate
+V_RUN_BEATS = 8                     # newest beats of a V run that decide its rate and certainty
+V_INDEX = AAMI_CLASSES.index("V")   # P(V) in BeatResult.probs (the beat model's classes)
 
 
 @dataclass(slots=True)
@@ -56,6 +59,7 @@ class PatientState:
     device_id: str
     unit: str
     beats: deque = field(default_factory=lambda: deque(maxlen=MAX_BEATS))  # (t_us, label)
+    v_prob: dict = field(default_factory=dict)   # t_us -> P(V) of the newest beats
     conds: dict[str, Condition] = field(default_factory=dict)
     last_beat_us: int | None = None       # newest beat seen, from beat or rhythm windows
     last_beat_window_us: int = -1         # dedup of redelivered beat windows
@@ -186,6 +190,9 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
     label = "?" if win.quality in DISCONNECTED or unsure else res.label
     rr_prev_s = win.rr_prev_s if label != "?" and math.isfinite(win.rr_prev_s) else 0.0
     state.beats.append((win.r_time_us, label))
+    state.v_prob[win.r_time_us] = res.probs[V_INDEX] if len(res.probs) > V_INDEX else 1.0
+    if len(state.v_prob) > 2 * V_RUN_BEATS:
+        state.v_prob = {t: state.v_prob[t] for t, _ in list(state.beats)[-V_RUN_BEATS:]}
     state.last_beat_us = max(state.last_beat_us or 0, win.r_time_us)
     state.strip.add_beat(win.r_time_us, fs_hz, pre, win.samples[0])
     ev = _Event(state, cfg, win.r_time_us, win.last_sample_time_us)
@@ -197,8 +204,10 @@ def on_beat(state: PatientState, win: BeatWindow, res: BeatResult,
 def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
     cfg, now = ev.cfg, ev.now_us
     run = pat.trailing_run(beats, "V")
-    newest = run[-max(cfg.vt_min_beats, 8):]   # the newest beats: a slow lead-in V is no alibi
-    fast = len(run) >= cfg.vt_min_beats and pat.rate_bpm(newest) >= cfg.vt_min_rate_bpm
+    newest = run[-max(cfg.vt_min_beats, V_RUN_BEATS):]   # a slow lead-in V is no alibi
+    sure = bool(newest) and sum(ev.state.v_prob.get(t, 1.0) for t, _ in newest) \
+        >= cfg.vt_min_v_prob * len(newest)
+    fast = len(run) >= cfg.vt_min_beats and sure and pat.rate_bpm(newest) >= cfg.vt_min_rate_bpm
     if fast:
         slow = 60.0 * _US / cfg.vt_min_rate_bpm        # onset: after the last slow interval
         first = max([i + 1 for i in range(len(newest) - 1)

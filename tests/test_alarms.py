@@ -6,6 +6,8 @@ Every expected row is worked out by hand from the thresholds in AlarmSettings
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -28,8 +30,9 @@ def beat(t_s: float, label: str, rr_prev_s: float = 0.8, quality: str = "good"):
     samples[0, PRE] = 1.0                                  # an R peak at the centre
     win = BeatWindow("bed-1", "ward-1", "spec-x", 0, 0, us(t_s), us(t_s + POST_S), rr_prev_s,
                      0.8, 0.8, 0.8, quality, samples)
-    res = BeatResult("bed-1", "ward-1", 0, 0, us(t_s), us(t_s + POST_S), label,
-                     (1.0, 0, 0, 0, 0), rr_prev_s, quality, "test")
+    probs = tuple(1.0 if c == label else 0.0 for c in "NSVFQ")
+    res = BeatResult("bed-1", "ward-1", 0, 0, us(t_s), us(t_s + POST_S), label, probs,
+                     rr_prev_s, quality, "test")
     return t_s + POST_S, ("beat", win, res)
 
 
@@ -250,3 +253,18 @@ def test_decider_routes_devices_and_seeds_from_redis_once() -> None:
     assert d.live("bed-1")["active"] == ["afib"] and d.live("bed-1")["unit"] == "ward-1"
     d.forget({"bed-1"})
     assert d.states == {}
+
+
+def test_unsure_v_run_is_not_vt_but_one_unsure_beat_in_a_sure_run_is() -> None:
+    def vbeat(t: float, p_v: float):
+        arrival, (kind, win, res) = beat(t, "V", 0.4)
+        probs = (1 - p_v, 0.0, p_v, 0.0, 0.0)
+        return arrival, (kind, win, replace(res, probs=probs))
+
+    lead_in = beats_at(grid(0.0, 10.0, 0.8))
+    unsure = [vbeat(t, 0.55) for t in (10.0, 10.4, 10.8)]          # mean P(V) 0.55 < 0.8
+    rows, _, _ = run(lead_in + unsure)
+    assert [r for r in rows if r[0] == "vt"] == []
+    mixed = [vbeat(10.0, 0.99), vbeat(10.4, 0.49), vbeat(10.8, 0.99)]  # mean 0.82 (233's case)
+    rows, _, _ = run(lead_in + mixed)
+    assert [r[:3] for r in rows if r[0] == "vt"] == [("vt", "raised", 10.0)]
