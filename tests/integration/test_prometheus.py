@@ -72,9 +72,10 @@ def _commands(ports: dict[str, int]) -> dict[str, list[str]]:
 
 
 def _model_dir(tmp_path: Path) -> Path:
-    """The committed default models, else the tests' tiny TorchScript stand-ins."""
+    """The default models when both are there, else the tests' tiny TorchScript stand-ins."""
     default = Settings().paths.model_dir
-    if (default / "metadata.json").is_file() or any(default.glob("*/metadata.json")):
+    if all((default / kind / name).is_file() for kind in ("beat", "rhythm")
+           for name in ("model.ts", "metadata.json")):
         return default
     from tests.inference_models import write_model_dir
 
@@ -94,6 +95,8 @@ def pipeline(prometheus: Settings, isolated: Settings, data_dir: Path,
                 procs[worker] = subprocess.Popen(argv, env=env, stdout=log,
                                                  stderr=subprocess.STDOUT, start_new_session=True)
         prom.start(prometheus, {w: [f"127.0.0.1:{p}"] for w, p in ports.items()})
+        _PROCS.clear()
+        _PROCS.update(procs)
         yield ports
     finally:
         for proc in procs.values():
@@ -106,6 +109,16 @@ def pipeline(prometheus: Settings, isolated: Settings, data_dir: Path,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         prom.start(prometheus, prom.default_targets(prometheus))
+
+
+_PROCS: dict[str, subprocess.Popen] = {}    # the running pipeline's workers, for _alive()
+
+
+def _alive(tmp_path: Path) -> None:
+    """Fail at once, with the logs, when a worker has exited instead of waiting out a deadline."""
+    dead = {w: p.returncode for w, p in _PROCS.items() if p.poll() is not None}
+    if dead:
+        pytest.fail(f"workers exited early {dead}\n{_logs(tmp_path)}", pytrace=False)
 
 
 def _api(settings: Settings, path: str, **params: str) -> dict:
@@ -163,6 +176,7 @@ def test_prometheus_scrapes_all_workers_and_has_every_dashboard_metric(
         health = _targets_up(prometheus, pipeline)
         if health == dict.fromkeys(WORKERS, "up"):
             break
+        _alive(tmp_path)
         time.sleep(1.0)
     assert health == dict.fromkeys(WORKERS, "up"), f"scrape health {health}\n{_logs(tmp_path)}"
     up = _api(prometheus, "/api/v1/query", query="up")["result"]
@@ -176,6 +190,7 @@ def test_prometheus_scrapes_all_workers_and_has_every_dashboard_metric(
         missing = _missing(prometheus, missing, pipeline, since)
         if not missing:
             break
+        _alive(tmp_path)
         time.sleep(3.0)
     assert not missing, (f"dashboard metrics absent from Prometheus: {sorted(missing)}\n"
                          f"{_logs(tmp_path)}")
@@ -196,6 +211,7 @@ def test_prometheus_scrapes_all_workers_and_has_every_dashboard_metric(
         flowing = {expr: _value(prometheus, expr, pipeline) for expr in FLOW_CHECKS}
         if all(v > 0 for v in flowing.values()):
             break
+        _alive(tmp_path)
         time.sleep(3.0)
     assert all(v > 0 for v in flowing.values()), f"no data through: {flowing}\n{_logs(tmp_path)}"
 
