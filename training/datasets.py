@@ -32,8 +32,8 @@ from cardiostream.signal import SignalSpec
 
 MATCH_S = 0.150
 CLASS_INDEX = {c: i for i, c in enumerate("NSVFQ")}
-DSP_MODULES = ("processing.py", "filters.py", "qrs.py", "windowing.py", "quality.py",
-               "resample.py", "signal.py")
+DSP_MODULES = ("processing.py", "filters.py", "qrs.py", "qrs_rules.py", "windowing.py",
+               "quality.py", "resample.py", "signal.py")
 _CORE = Path(__file__).resolve().parent.parent / "cardiostream"
 
 

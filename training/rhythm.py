@@ -56,6 +56,21 @@ class RhythmTrainResult:
     cv_summary: dict = field(default_factory=dict)
 
 
+def cached_features(npz: Path, arrays: dict) -> np.ndarray:
+    """rhythm_features of a cached record, memoised beside it per features.py content."""
+    import hashlib
+
+    import cardiostream.features as feat_mod
+
+    tag = hashlib.sha256(Path(feat_mod.__file__).read_bytes()).hexdigest()[:10]
+    path = npz.with_name(f"{npz.stem}.rf-{tag}.npy")
+    if path.exists():
+        return np.load(path)
+    feats = rhythm_features(arrays)
+    np.save(path, feats)
+    return feats
+
+
 def target_index(codes: np.ndarray) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(RHYTHM_MODEL_CLASSES)}
     return np.array([lookup.get(str(c), 0) for c in codes], dtype=np.int64)
@@ -115,6 +130,7 @@ def folds_of(records: Sequence[str], labels: dict[str, np.ndarray], k: int) -> l
 
 def window_confusion(y: np.ndarray, p: np.ndarray) -> dict:
     k = len(RHYTHM_MODEL_CLASSES)
+    p = np.where(p < 0, 0, p)          # rule codes (PAUSE, SBR, TACHY) count as N here
     cm = np.bincount(y * k + p, minlength=k * k).reshape(k, k)
     per = {}
     for i, c in enumerate(RHYTHM_MODEL_CLASSES):
@@ -131,7 +147,7 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
     set_threads()
     paths = build_cache(data_dir, cfg.records, spec, cache_dir)
     arrays = load_arrays(paths)
-    feats = {r: rhythm_features(arrays[r]) for r in cfg.records}
+    feats = {r: cached_features(paths[r][0], arrays[r]) for r in cfg.records}
     labels = {r: target_index(arrays[r]["rhythm_label"]) for r in cfg.records}
     cv_pred: dict[str, np.ndarray] = {}
     for fold in folds_of(cfg.records, labels, cfg.folds):
@@ -183,7 +199,7 @@ def score_cv(arrays: dict, cv_pred: dict[str, np.ndarray], data_dir: Path, cv_di
     cv_dir.mkdir(parents=True, exist_ok=True)
     for r, pred in cv_pred.items():
         a = arrays[r]
-        res = [RhythmResult("cv", "cv", 0, i, int(s), int(e), int(e), code_of(k), (), 0.0, ())
+        res = [RhythmResult("cv", "cv", 0, i, int(s), int(e), int(e), code_of(k), (), 0.0, (), "cv")
                for i, (s, e, k) in enumerate(zip(a["rhythm_start_us"], a["rhythm_end_us"],
                                                  pred, strict=True))]
         marks = rhythm_marks(res, 0, float(a["fs_hz"]), spec.rhythm_hop_s)

@@ -35,11 +35,11 @@ Imbalance = Literal["weighted", "focal", "sampler"]
 @dataclass(frozen=True)
 class BeatTrainConfig:
     seed: int = 0
-    epochs: int = 10
+    epochs: int = 8
     batch: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    imbalance: Imbalance = "weighted"
+    imbalance: Imbalance = "focal"
     leads: tuple[int, ...] = (0,)
     augment: bool = True
     train_records: tuple[str, ...] = tuple(r for r in DS1 if r not in VAL_RECORDS)

@@ -42,8 +42,10 @@ def beats(
     out: OutDir = None,
     data: DataDir = None,
     seed: int = typer.Option(0, help="Random seed (weights, batches, augmentation)."),
-    epochs: int = typer.Option(10, min=1, help="Training epochs (best validation epoch kept)."),
-    imbalance: str = typer.Option("weighted", help="weighted | focal | sampler."),
+    epochs: int = typer.Option(8, min=1, help="Training epochs (best validation epoch kept)."),
+    imbalance: str = typer.Option("focal", help=(
+        "weighted | focal | sampler (focal won on the DS1 validation patients, "
+        "docs/training_sweep.md).")),
     augment: bool = typer.Option(True, help="Amplitude/baseline/NSTDB noise augmentation."),
 ) -> None:
     """Train the AAMI beat classifier on DS1 (patient-level validation inside DS1)."""
@@ -90,7 +92,7 @@ def rhythm(
     out_dir = out or settings.paths.model_dir
     result = train_rhythm(RhythmTrainConfig(seed=seed, folds=folds),
                           data or settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
-                          cv_dir=out_dir / "rhythm" / "cv")
+                          cv_dir=settings.paths.run_dir / "rhythm-cv")
     folder = export_rhythm(result, out_dir, DEFAULT_SPEC)
     typer.echo(json.dumps(result.cv_summary, indent=1))
     typer.echo(f"wrote {folder}; wall {time.perf_counter() - t0:.1f} s")
