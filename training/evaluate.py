@@ -52,10 +52,10 @@ def evaluate(model_dir: Path, records: Sequence[str], out_dir: Path, data_dir: P
     out_dir = Path(out_dir)
     ann_dir = out_dir / "annotations"
     for name in records:
-        _, n = annotate_record(load_record(data_dir, name), data_dir, ann_dir, spec, "cs",
-                               labeller)
+        _, windows = annotate_record(load_record(data_dir, name), data_dir, ann_dir, spec,
+                                     "cs", labeller)
         if on_record:
-            on_record(name, n)
+            on_record(name, len(windows.beats))
     reports = [score_records(data_dir, ann_dir, list(records), "cs", convention=c)
                for c in ("dechazal", "bxb")]
     write_outputs(reports, out_dir / "report.json", out_dir / "report.md",

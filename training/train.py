@@ -35,7 +35,7 @@ Imbalance = Literal["weighted", "focal", "sampler"]
 @dataclass(frozen=True)
 class BeatTrainConfig:
     seed: int = 0
-    epochs: int = 8
+    epochs: int = 4
     batch: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4

@@ -42,7 +42,7 @@ def beats(
     out: OutDir = None,
     data: DataDir = None,
     seed: int = typer.Option(0, help="Random seed (weights, batches, augmentation)."),
-    epochs: int = typer.Option(8, min=1, help="Training epochs (best validation epoch kept)."),
+    epochs: int = typer.Option(4, min=1, help="Training epochs (best validation epoch kept)."),
     imbalance: str = typer.Option("focal", help=(
         "weighted | focal | sampler (focal won on the DS1 validation patients, "
         "docs/training_sweep.md).")),
