@@ -213,8 +213,8 @@ def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
         first = max([i + 1 for i in range(len(newest) - 1)
                      if newest[i + 1][0] - newest[i][0] > slow] or [0])
         ev.hold("vt", True, newest[min(first, len(newest) - 2)][0], cfg.clear_after_s, newest)
-    ev.hold("pvc_run", len(run) >= cfg.vt_min_beats and not fast, run[0][0] if run else now,
-            cfg.event_hold_s, run)
+    slow_run = len(run) >= cfg.vt_min_beats and sure and not fast   # unsure runs: neither
+    ev.hold("pvc_run", slow_run, run[0][0] if run else now, cfg.event_hold_s, run)
     vt = ev.state.cond("vt")
     ev.hold("vt_sustained", fast and vt.active and now - vt.onset_us >= cfg.vt_sustained_s * _US,
             vt.onset_us, cfg.clear_after_s, run)
