@@ -35,7 +35,11 @@ class ReplayConfig:
     ext: str = "cs"
     seconds: float | None = None
     compare: Path | None = None
-    idle_s: float = 30.0            # results quiet this long after the simulator ends: done
+    # A record's end is its device going silent: the processor emits the last beats when it
+    # expires the device (settings.processor.device_idle_s after its last chunk), so wait
+    # longer than that. Shortening device_idle_s is no shortcut: at max speed a partition can
+    # wait tens of seconds for its turn, and an early expiry resets a device mid-record.
+    idle_margin_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -74,14 +78,6 @@ def collect_results(settings: Settings, stop: threading.Event, into: Collected) 
         consumer.close()
 
 
-def _replay_settings(settings: Settings, cfg: ReplayConfig) -> Settings:
-    """A record's end is a device going silent: expire devices well inside ``idle_s`` so
-    the processor emits their last beats (the offline twin flushes at the record's end)."""
-    doc = settings.model_dump()
-    doc["processor"]["device_idle_s"] = cfg.idle_s / 3
-    return Settings.model_validate(doc)
-
-
 def _speed(text: str) -> float:
     return math.inf if text == "max" else float(text)
 
@@ -90,7 +86,7 @@ def run_replay(settings: Settings, cfg: ReplayConfig, console: Console) -> int:
     from streamer.simulator import DeviceSpec, Simulator
 
     run_id = uuid.uuid4().hex[:8]
-    settings = _replay_settings(isolated(settings, run_id), cfg)
+    settings = isolated(settings, run_id)
     console.print(f"replay {run_id}: {len(cfg.records)} records at speed {cfg.speed}")
     infra_up(settings)
     devices = [DeviceSpec(f"replay-{i:03d}", name) for i, name in enumerate(cfg.records)]
@@ -106,7 +102,8 @@ def run_replay(settings: Settings, cfg: ReplayConfig, console: Console) -> int:
                         record_s=cfg.seconds, align_start_us=round(DEFAULT_SPEC.rhythm_hop_s * 1e6))
         stats = sim.run()
         console.print(f"simulator: {stats.chunks_sent} chunks in {stats.wall_s:.1f} s")
-        _wait_quiet(collected, launcher, cfg.idle_s, console)
+        quiet_s = settings.processor.device_idle_s + cfg.idle_margin_s
+        _wait_quiet(collected, launcher, quiet_s, console)
         stop.set()
         collector.join(timeout=10)
     console.print(f"collected {collected.n_beats} beat results in {time.monotonic() - t0:.0f} s")
@@ -146,12 +143,14 @@ def _write_and_score(settings: Settings, cfg: ReplayConfig, devices, start_us: d
     write_outputs([report], cfg.out / "replay.json", cfg.out / "replay.md", cfg.out / "replay.png")
     console.print(f"scored: {cfg.out / 'replay.md'}")
     if cfg.compare is not None:
-        return _compare(report, cfg.compare, console)
+        return _compare(report, cfg.compare, cfg.out, cfg.ext, cfg.records, console)
     return 0
 
 
-def _compare(report, evaluate_json: Path, console: Console) -> int:
-    """Print streamed vs offline gross Se/+P per class; non-zero exit above 0.1 points."""
+def _compare(report, evaluate_json: Path, out: Path, ext: str, records: list[str],
+             console: Console) -> int:
+    """Streamed vs offline: gross Se/+P per class (exit 1 above 0.1 points) and, when the
+    offline annotation files sit beside the JSON, a beat-for-beat diff per record."""
     offline = json.loads(evaluate_json.read_text())
     offline = offline.get("dechazal", offline)
     worst = 0.0
@@ -162,4 +161,29 @@ def _compare(report, evaluate_json: Path, console: Console) -> int:
                 continue
             worst = max(worst, abs(a - b))
             console.print(f"{cls} {key}: stream {a:.2f} offline {b:.2f} diff {a - b:+.2f}")
+    ann_dir = evaluate_json.parent / "annotations"
+    if ann_dir.is_dir():
+        diffs = {r: beat_differences(out, ann_dir, r, ext) for r in records}
+        (out / "replay-vs-offline.json").write_text(json.dumps(diffs, indent=1) + "\n")
+        keys = ("only_stream", "only_offline", "label_differs", "rhythm_differs")
+        total = {k: sum(d[k] for d in diffs.values()) for k in keys}
+        console.print(f"beat-for-beat vs {ann_dir}: {total}")
     return 0 if worst <= 0.1 else 1
+
+
+def beat_differences(stream_dir: Path, offline_dir: Path, record: str, ext: str) -> dict:
+    """Beats present in only one file, beats whose label differs, rhythm marks that differ."""
+    import wfdb
+
+    def read(directory: Path) -> tuple[dict[int, str], set[tuple[int, str]]]:
+        ann = wfdb.rdann(str(directory / record), ext)
+        beats = {int(s): y for s, y in zip(ann.sample, ann.symbol, strict=True) if y != "+"}
+        marks = {(int(s), a) for s, y, a in zip(ann.sample, ann.symbol, ann.aux_note,
+                                                strict=True) if y == "+"}
+        return beats, marks
+
+    (sb, sm), (ob, om) = read(stream_dir), read(offline_dir)
+    common = sb.keys() & ob.keys()
+    return {"only_stream": len(sb.keys() - ob.keys()), "only_offline": len(ob.keys() - sb.keys()),
+            "label_differs": sum(sb[k] != ob[k] for k in common),
+            "rhythm_differs": len(sm ^ om)}
