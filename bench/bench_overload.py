@@ -58,7 +58,7 @@ def group_lag(s: Settings, group: str, topic: str) -> int | None:
     """End offsets minus the group's committed offsets over ``topic`` (None: not yet)."""
     from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-    from streamer.kafka_config import client_kwargs
+    from cardiostream.kafka_config import client_kwargs
 
     admin = KafkaAdminClient(**client_kwargs(s.kafka))
     consumer = KafkaConsumer(**client_kwargs(s.kafka))

@@ -123,7 +123,7 @@ def warmup_fidelity(settings: Settings, names: tuple[str, ...] = ("100", "119", 
 def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float) -> int:
     from kafka import KafkaProducer
 
-    from streamer.kafka_config import producer_kwargs
+    from cardiostream.kafka_config import producer_kwargs
 
     producer = KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=50))
     per_dev = device_chunks(settings, devices, seconds, chunk_s, time.time_ns() // 1000)

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cardiostream.kafka_config import client_kwargs, pick_compression
 from cardiostream.records import ALL_MITDB, load_record
 from cardiostream.schemas import SampleChunk, chunk_to_json, decode_chunk, encode_chunk
 from cardiostream.settings import Settings
-from streamer.kafka_config import client_kwargs, pick_compression
 from streamer.simulator import Simulator, assign_devices, iter_chunks
 
 REPO = Path(__file__).resolve().parent.parent

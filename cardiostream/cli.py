@@ -14,7 +14,8 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Real-time ECG arrhythmia monitoring on Kafka, Faust and PyTorch.")
 
-COMMAND_MODULES = ("infra", "simulate", "process", "annotate", "score", "train", "infer", "ops", "product")
+COMMAND_MODULES = ("infra", "simulate", "process", "annotate", "score", "train", "infer", "ops",
+                   "product")
 
 
 

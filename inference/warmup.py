@@ -35,7 +35,7 @@ READ_TIMEOUT_S = 30.0
 
 
 def _read(kafka: KafkaSettings, tp: TopicPartition, end: int, lookback_s: float) -> list:
-    from streamer.kafka_config import consumer_kwargs
+    from cardiostream.kafka_config import consumer_kwargs
 
     consumer = KafkaConsumer(**{**consumer_kwargs(kafka), "enable_auto_commit": False})
     try:

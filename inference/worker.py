@@ -230,9 +230,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
 def build_worker(settings: Settings) -> InferenceWorker:
     """Clients, models and state from settings: the service's composition."""
+    from cardiostream.kafka_config import consumer_kwargs, producer_kwargs
     from inference.decider import model_spec
     from inference.sink import Backoff, make_client
-    from streamer.kafka_config import consumer_kwargs, producer_kwargs
 
     inf = settings.inference
     predictor = Predictor(settings.paths.model_dir, inf.device, inf.half_precision,

@@ -150,8 +150,8 @@ class StationFeed:
     def _follow_samples(self) -> None:
         from kafka import KafkaConsumer
 
+        from cardiostream.kafka_config import client_kwargs
         from cardiostream.schemas import SchemaError, decode_chunk
-        from streamer.kafka_config import client_kwargs
 
         consumer = KafkaConsumer(self.settings.topics.samples, auto_offset_reset="latest",
                                  enable_auto_commit=False, group_id=None,

@@ -58,7 +58,7 @@ def collect_results(settings: Settings, stop: threading.Event, into: Collected) 
     """Read the results topic from the beginning until ``stop``; keeps every result."""
     from kafka import KafkaConsumer
 
-    from streamer.kafka_config import consumer_kwargs
+    from cardiostream.kafka_config import consumer_kwargs
 
     consumer = KafkaConsumer(settings.topics.results,
                              **consumer_kwargs(settings.kafka, group_id=None))

@@ -46,7 +46,7 @@ def ensure_topic(settings: Settings) -> None:
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    from streamer.kafka_config import client_kwargs
+    from cardiostream.kafka_config import client_kwargs
 
     t = settings.topics
     admin = KafkaAdminClient(**client_kwargs(settings.kafka))

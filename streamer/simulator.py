@@ -219,7 +219,7 @@ class Simulator:
     def _kafka_producer(self) -> object:
         from kafka import KafkaProducer
 
-        from streamer.kafka_config import producer_kwargs
+        from cardiostream.kafka_config import producer_kwargs
 
         return KafkaProducer(**producer_kwargs(self.settings.kafka, compression=self._compression,
                                                linger_ms=self._linger_ms))

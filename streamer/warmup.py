@@ -59,10 +59,10 @@ class WarmupReport:
 
 
 def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
-    """aiokafka connection arguments equivalent to ``streamer.kafka_config.client_kwargs``."""
+    """aiokafka connection arguments equivalent to ``cardiostream.kafka_config.client_kwargs``."""
     from aiokafka.helpers import create_ssl_context
 
-    from streamer.kafka_config import client_kwargs
+    from cardiostream.kafka_config import client_kwargs
 
     kw = client_kwargs(settings.kafka)
     cafile = kw.pop("ssl_cafile", None)

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cardiostream.settings import KafkaSettings
-from streamer.kafka_config import (
+from cardiostream.kafka_config import (
     KafkaConfigError,
     client_kwargs,
     consumer_kwargs,
     pick_compression,
     producer_kwargs,
 )
+from cardiostream.settings import KafkaSettings
 
 
 def test_plaintext_defaults() -> None:

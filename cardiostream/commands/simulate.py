@@ -60,10 +60,10 @@ def simulate(
     import signal
     import threading
 
+    from cardiostream.kafka_config import KafkaConfigError
     from cardiostream.records import expand_records
     from cardiostream.settings import load_settings
     from streamer.faults import FaultConfig
-    from streamer.kafka_config import KafkaConfigError
     from streamer.simulator import Simulator, assign_devices
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")

@@ -163,10 +163,10 @@ def inference(settings: Settings, workdir: Path, name: str = "inference") -> Ser
 
 
 def kafka_producer(settings: Settings, linger_ms: int = 5):  # noqa: ANN201 - KafkaProducer
-    """acks=all, idempotent (streamer.kafka_config), as the simulator uses."""
+    """acks=all, idempotent (cardiostream.kafka_config), as the simulator uses."""
     from kafka import KafkaProducer
 
-    from streamer.kafka_config import producer_kwargs
+    from cardiostream.kafka_config import producer_kwargs
 
     return KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=linger_ms))
 
@@ -256,7 +256,7 @@ class TopicTail:
     def __init__(self, settings: Settings, topic: str) -> None:
         from kafka import KafkaConsumer
 
-        from streamer.kafka_config import consumer_kwargs
+        from cardiostream.kafka_config import consumer_kwargs
 
         self.records: list = []
         self._stop = threading.Event()

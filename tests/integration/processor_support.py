@@ -32,7 +32,7 @@ def settings_for(topic_factory, partitions: int = 4) -> Settings:
 def producer_for(settings: Settings):
     from kafka import KafkaProducer
 
-    from streamer.kafka_config import producer_kwargs
+    from cardiostream.kafka_config import producer_kwargs
 
     return KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=5))
 
@@ -52,7 +52,7 @@ def read_all(settings: Settings, topic: str, until, timeout_s: float, quiet_s: f
     """Records of ``topic`` from the start, until ``until(records)`` and no news for quiet_s."""
     from kafka import KafkaConsumer
 
-    from streamer.kafka_config import consumer_kwargs
+    from cardiostream.kafka_config import consumer_kwargs
 
     consumer = KafkaConsumer(topic, **consumer_kwargs(settings.kafka))
     records: list = []

@@ -168,8 +168,8 @@ def test_worker_and_warm_up_reader_use_the_settings_sasl_credentials(secure_infr
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
 
+    from cardiostream.kafka_config import client_kwargs
     from streamer.deadletter import DeadLetters
-    from streamer.kafka_config import client_kwargs
     from streamer.pipeline import Pipeline
     from streamer.sequencing import SequencerConfig
     from streamer.warmup import warm_up

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import wfdb
 
+from cardiostream.kafka_config import client_kwargs, consumer_kwargs
 from cardiostream.records import ALL_MITDB
 from cardiostream.schemas import decode_chunk
 from cardiostream.settings import Settings
-from streamer.kafka_config import client_kwargs, consumer_kwargs
 from streamer.simulator import Simulator, assign_devices
 
 RECORD_S = 60.0
