@@ -293,3 +293,24 @@ def start_metrics_server(port: int, addr: str = "0.0.0.0",
     except OSError as exc:
         raise OSError(exc.errno, f"metrics port {addr}:{port} unavailable: {exc.strerror}") from exc
     return int(server.server_address[1])
+
+
+def scrape(port: int, host: str = "127.0.0.1", timeout_s: float = 2.0) -> dict[str, float]:
+    """A worker's /metrics as ``{'name{labels}': value}``; empty while it is not listening.
+
+    What tests, benchmarks and the central station read from a running worker, so they
+    see exactly what Prometheus would scrape.
+    """
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=timeout_s) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out

@@ -61,6 +61,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def _scrape(port: int) -> dict[str, float]:
+    """Summed by sample name (and bucket), as histogram_quantile expects."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
         return parse_metrics(r.read().decode())
 

@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from cardiostream.metrics import scrape
 from cardiostream.settings import Settings
 
 ENV_GROUPS = ("kafka", "topics", "processor")
@@ -102,18 +102,7 @@ class WorkerProcess:
 
     def metrics(self) -> dict[str, float]:
         """The child's /metrics as ``{'name{labels}': value}``; empty while it starts."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return scrape(self.metrics_port)
 
     def metric(self, name: str, default: float = 0.0) -> float:
         return self.metrics().get(name, default)

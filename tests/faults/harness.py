@@ -15,11 +15,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cardiostream.metrics import scrape
 from cardiostream.schemas import SampleChunk, encode_chunk
 from cardiostream.settings import Settings
 from pipeline.launcher import _settings_env
@@ -99,18 +99,7 @@ class Service:
 
     def metrics(self) -> dict[str, float]:
         """The child's /metrics as ``{'name{labels}': value}``; empty while it starts."""
-        try:
-            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return {}
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                out[name] = float(value)
-        return out
+        return scrape(self.metrics_port)
 
     def metric_sum(self, prefix: str) -> float:
         """Sum of every series whose name (with labels) starts with ``prefix``."""
