@@ -93,10 +93,13 @@ def test_server_exposes_initialised_series() -> None:
     m.init_component("processor", dead_letter_reasons=("bad_magic",))
     port = m.start_metrics_server(0, addr="127.0.0.1")
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for series in ('cardiostream_dead_letters_total{reason="bad_magic",stage="processor"} 0.0',
-                   'cardiostream_windows_total{kind="rhythm"} 0.0',
+    # The default registry is per process: earlier tests in the same run may have counted
+    # into these series already, so assert that each series exists, not its value.
+    exposed = {line.rpartition(" ")[0] for line in body.splitlines() if not line.startswith("#")}
+    for series in ('cardiostream_dead_letters_total{reason="bad_magic",stage="processor"}',
+                   'cardiostream_windows_total{kind="rhythm"}',
                    'cardiostream_worker_heartbeat_timestamp_seconds{component="processor"}'):
-        assert series in body
+        assert series in exposed
 
 
 def test_catalogue_names_are_unique_and_prefixed() -> None:
