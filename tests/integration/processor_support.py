@@ -184,3 +184,18 @@ def check_resumed(offline: dict, online: dict, start_us: int, event_s: float) ->
         assert max(got) >= start_us + round((event_s + 30) * US)   # resumed
 
 
+def read_until_offline_beats(settings: Settings, records: dict[str, Record], start_us: int):
+    """The offline twin of each device's record, and the windows topic read until every
+    device's last offline beat has arrived online: (twins, window records)."""
+    from cardiostream.processing import process_record
+    from cardiostream.signal import DEFAULT_SPEC
+
+    twins = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True)
+             for d, r in records.items()}
+    last_r = {d: max(w.r_time_us for w in t.beats) for d, t in twins.items()}
+
+    def done(recs) -> bool:
+        got = beats_by_device(recs)
+        return all(got[d] and max(got[d]) >= last_r[d] for d in records)
+
+    return twins, read_all(settings, settings.topics.windows, done, 300)

@@ -14,10 +14,8 @@ import time
 
 import pytest
 
-from cardiostream.processing import process_record
 from cardiostream.records import load_record
 from cardiostream.schemas import decode_dead_letter
-from cardiostream.signal import DEFAULT_SPEC
 from streamer.harness import wait_assigned
 from streamer.simulator import iter_chunks
 from tests.integration.processor_support import (
@@ -29,6 +27,7 @@ from tests.integration.processor_support import (
     check_resumed,
     check_rhythms,
     read_all,
+    read_until_offline_beats,
     rhythm_starts,
     settings_for,
     shorten,
@@ -63,16 +62,8 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     try:
         streamer.join(timeout=seconds / speed + 60)
         assert streamer.error is None and not streamer.is_alive()
-        twins = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True)
-                 for d, r in records.items()}
+        twins, window_records = read_until_offline_beats(settings, records, start_us)
         offline = {d: w.beats for d, w in twins.items()}
-        last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
-
-        def done(recs):
-            got = beats_by_device(recs)
-            return all(got[d] and max(got[d]) >= last_r[d] for d in records)
-
-        window_records = read_all(settings, settings.topics.windows, done, 300)
         online = beats_by_device(window_records)
         dead = read_all(settings, settings.topics.dead_letter,
                          lambda recs: len(recs) >= 2 * len(bad), 60, quiet_s=2.0)
@@ -119,16 +110,8 @@ def test_partitions_move_between_workers_without_losing_beats(topic_factory, dat
         assert wait_assigned([stays], settings.topics.partitions)
         streamer.join(timeout=seconds / speed + 60)
         assert streamer.error is None
-        twins = {d: process_record(r, DEFAULT_SPEC, 0.5, d, start_us, flush=True)
-                 for d, r in records.items()}
+        twins, window_records = read_until_offline_beats(settings, records, start_us)
         offline = {d: w.beats for d, w in twins.items()}
-        last_r = {d: max(w.r_time_us for w in beats) for d, beats in offline.items()}
-
-        def done(recs):
-            got = beats_by_device(recs)
-            return all(got[d] and max(got[d]) >= last_r[d] for d in records)
-
-        window_records = read_all(settings, settings.topics.windows, done, 300)
         online = beats_by_device(window_records)
         assert stays.running
     finally:
