@@ -13,6 +13,7 @@ from cardiostream.kafka_config import (
     consumer_kwargs,
     pick_compression,
     producer_kwargs,
+    subscribe_when_known,
 )
 from cardiostream.settings import KafkaSettings
 
@@ -59,3 +60,32 @@ def test_compression_choice_is_checked() -> None:
 def test_consumer_commits_only_with_a_group() -> None:
     assert consumer_kwargs(KafkaSettings())["enable_auto_commit"] is False
     assert consumer_kwargs(KafkaSettings(), group_id="g")["enable_auto_commit"] is True
+
+
+class _SlowMetadataConsumer:
+    """Answers partitions_for_topic with nothing until its n-th call (metadata in flight)."""
+
+    config = {"bootstrap_servers": ["127.0.0.1:1"]}
+
+    def __init__(self, known_after: int) -> None:
+        self.calls, self.known_after, self.subscribed = 0, known_after, None
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        self.calls += 1
+        return {0, 1} if self.calls >= self.known_after else set()
+
+    def subscribe(self, topics, listener=None) -> None:
+        self.subscribed = (topics, listener)
+
+
+def test_subscribe_waits_for_partition_metadata_before_joining() -> None:
+    consumer = _SlowMetadataConsumer(known_after=3)
+    subscribe_when_known(consumer, ["windows"], listener="L", timeout_s=5)
+    assert consumer.calls == 3 and consumer.subscribed == (["windows"], "L")
+
+
+def test_subscribe_to_a_missing_topic_says_so_instead_of_idling() -> None:
+    consumer = _SlowMetadataConsumer(known_after=10**9)
+    with pytest.raises(KafkaConfigError, match="no partitions"):
+        subscribe_when_known(consumer, ["windows"], timeout_s=0.3)
+    assert consumer.subscribed is None

@@ -146,3 +146,45 @@ def test_same_windows_twice_make_no_duplicate_alarm(worker_settings: Settings) -
     assert run_worker(again, 2 * len(windows)) == 2 * len(windows)
     assert stream_alarms(s, "ward-t") == first
     assert [f["state"] for _, f in first if f["type"] == b"vt"] == [b"raised", b"cleared"]
+
+
+def test_windows_pending_at_a_rebalance_are_processed_after_it(worker_settings: Settings) -> None:
+    """A member joins and leaves while windows wait in the worker's batch: none is lost.
+
+    The join revokes every partition (eager protocol), so the worker drops its
+    uncommitted batch; when the member leaves, the partitions come straight back,
+    and the worker must re-read from the committed offset, not from where its
+    fetcher had got to.
+    """
+    from cardiostream.kafka_config import consumer_kwargs, subscribe_when_known
+
+    s = worker_settings.model_copy(update={"inference": worker_settings.inference.model_copy(
+        update={"max_wait_ms": 4000.0})})                 # windows sit in the batch for 4 s
+    windows = synthetic_patient("bed-9", int(time.time() * US) - 60 * US)
+    produce(s, windows)
+    worker = build_worker(s)
+    done = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(done.is_set,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(worker.batcher) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(worker.batcher) > 0 and worker.processed == 0
+        intruder = KafkaConsumer(**{**consumer_kwargs(s.kafka, group_id=s.inference.group_id),
+                                    "enable_auto_commit": False})
+        subscribe_when_known(intruder, [s.topics.windows])
+        while not intruder.assignment() and time.monotonic() < deadline:
+            intruder.poll(timeout_ms=100)
+        assert intruder.assignment(), "the second member never joined"
+        intruder.close(autocommit=False)                  # leaves: everything goes back
+        while worker.processed < len(windows) and time.monotonic() < deadline + 60:
+            time.sleep(0.1)
+    finally:
+        done.set()
+        thread.join(30)
+        worker.producer.close(timeout=10)
+        worker.consumer.close(autocommit=False)
+    assert worker.processed == len(windows)
+    assert [f["state"] for _, f in stream_alarms(s, "ward-t") if f["type"] == b"vt"] == \
+        [b"raised", b"cleared"]
