@@ -92,24 +92,32 @@ def consumer_kwargs(kafka: KafkaSettings, *, group_id: str | None = None,
 
 def subscribe_when_known(consumer: Any, topics: list[str], listener: Any = None,
                          timeout_s: float = 30.0) -> None:
-    """Join the group only once this client's metadata knows every topic's partitions.
+    """Subscribe, then make sure this client's metadata knows every topic's partitions
+    before its first poll joins the group.
 
     kafka-python 3.0 lets the group leader run the assignor before its first
     metadata response for a just-subscribed topic has arrived ("No partition
-    metadata for topic" from the range assignor): it hands out no partitions and
-    relies on a later metadata change to trigger a rejoin. Under CPU load that
-    rejoin is sometimes lost and the consumer polls forever with an empty
-    assignment (reproduced: 6 of 19 joins under 3 busy loops on 2 cores; 0 of 30
-    after this wait). Fetching the partitions first closes the race.
+    metadata for topic" from the range assignor): it hands out no partitions,
+    and when the metadata arrives its snapshot differs from the one the
+    assignment used, so the member rejoins. Each such rejoin is a chance to hit
+    the client's rebalance bugs (an empty assignment that stays empty: 6 of 19
+    joins under 3 busy loops on 2 cores; a SyncGroup that never completes), and
+    the first poll would join with the stale snapshot. A metadata round trip
+    after ``subscribe`` refreshes the coordinator's snapshot, so the group is
+    joined once, with every partition known.
     """
     import time
 
-    deadline = time.monotonic() + timeout_s
-    for topic in topics:
-        while not consumer.partitions_for_topic(topic):
-            if time.monotonic() > deadline:
-                raise KafkaConfigError(f"topic {topic!r} has no partitions on "
-                                       f"{consumer.config['bootstrap_servers']} after "
-                                       f"{timeout_s:.0f} s: create it (cardiostream infra up)")
-            time.sleep(0.2)
     consumer.subscribe(topics, listener=listener)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        consumer.topics()          # a metadata round trip; the coordinator's snapshot follows it
+        missing = [t for t in topics if not consumer.partitions_for_topic(t)]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            consumer.unsubscribe()
+            raise KafkaConfigError(f"topic(s) {missing} have no partitions on "
+                                   f"{consumer.config['bootstrap_servers']} after "
+                                   f"{timeout_s:.0f} s: create them (cardiostream infra up)")
+        time.sleep(0.2)

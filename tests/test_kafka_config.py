@@ -77,8 +77,14 @@ class _SlowMetadataConsumer:
     def subscribe(self, topics, listener=None) -> None:
         self.subscribed = (topics, listener)
 
+    def unsubscribe(self) -> None:
+        self.subscribed = None
 
-def test_subscribe_waits_for_partition_metadata_before_joining() -> None:
+    def topics(self) -> set[str]:
+        return set()
+
+
+def test_subscribe_returns_once_the_partitions_are_known() -> None:
     consumer = _SlowMetadataConsumer(known_after=3)
     subscribe_when_known(consumer, ["windows"], listener="L", timeout_s=5)
     assert consumer.calls == 3 and consumer.subscribed == (["windows"], "L")
