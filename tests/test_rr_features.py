@@ -1,0 +1,86 @@
+"""cardiostream.rr_features: dominant-beat RR irregularity is blind to ectopy, not to AF."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cardiostream.rr_features import (
+    DOMINANT_RR_FEATURES,
+    beat_segments,
+    dominant_intervals,
+    dominant_mask,
+    dominant_rr_features,
+)
+
+FS = 120.0
+_US = 1_000_000
+
+
+def _strip(beat_s: np.ndarray, wide: np.ndarray, seconds: float = 10.0) -> np.ndarray:
+    """Synthetic lead: a narrow QRS (Gaussian, 20 ms) or a wide, larger one (60 ms)."""
+    t = np.arange(round(seconds * FS)) / FS
+    lead = np.zeros_like(t)
+    for b, w in zip(beat_s, wide, strict=True):
+        sd, amp = (0.06, -2.0) if w else (0.02, 1.0)
+        lead += amp * np.exp(-0.5 * ((t - b) / sd) ** 2)
+    return lead
+
+
+def _features(beat_s: np.ndarray, wide: np.ndarray) -> dict[str, float]:
+    f = dominant_rr_features((beat_s * _US).astype(np.int64), 0, _strip(beat_s, wide), FS)
+    assert f.shape == (len(DOMINANT_RR_FEATURES),) and f.dtype == np.float32
+    return dict(zip(DOMINANT_RR_FEATURES, f.tolist(), strict=True))
+
+
+def test_regular_sinus_is_regular():
+    beats = np.arange(0.3, 9.8, 0.8)
+    f = _features(beats, np.zeros(beats.size, bool))
+    assert f["dominant_frac"] == 1.0
+    assert f["dominant_nn_cv"] < 1e-6 and f["dominant_nn_irregular_frac"] == 0.0
+
+
+def test_ventricular_bigeminy_is_regular_on_dominant_beats():
+    # N at 0.3 + 1.6 k, premature wide V 0.5 s after each N, compensatory pause after it
+    n = np.arange(0.3, 9.6, 1.6)
+    beats = np.sort(np.concatenate([n, n[:-1] + 0.5]))
+    wide = np.isin(beats, n[:-1] + 0.5)
+    raw_cv = np.diff(beats).std() / np.diff(beats).mean()
+    f = _features(beats, wide)
+    assert raw_cv > 0.3                              # the plain RR series looks chaotic
+    assert 0.3 < f["dominant_frac"] < 0.7
+    assert f["dominant_nn_cv"] < 0.02 and f["dominant_nn_irregular_frac"] == 0.0
+
+
+def test_isolated_pvc_with_compensatory_pause_is_regular():
+    beats = np.arange(0.3, 9.8, 0.8)
+    beats[6] -= 0.3                                   # premature, and the next beat on time
+    wide = np.zeros(beats.size, bool)
+    wide[6] = True
+    f = _features(beats, wide)
+    assert f["dominant_nn_cv"] < 0.02
+
+
+def test_af_stays_irregular():
+    rng = np.random.default_rng(1)
+    beats = np.cumsum(rng.uniform(0.4, 1.1, 14)) + 0.2
+    beats = beats[beats < 9.9]
+    f = _features(beats, np.zeros(beats.size, bool))
+    assert f["dominant_frac"] == 1.0
+    assert f["dominant_nn_cv"] > 0.15 and f["dominant_nn_irregular_frac"] > 0.5
+
+
+def test_too_few_beats_give_no_evidence():
+    f = _features(np.array([1.0, 2.0, 3.0]), np.zeros(3, bool))
+    assert f == {"dominant_frac": 1.0, "dominant_nn_cv": 0.0,
+                 "dominant_nn_rmssd_over_mean": 0.0, "dominant_nn_irregular_frac": 0.0}
+
+
+def test_helpers_shapes_and_edges():
+    lead = np.sin(np.arange(600) / 7.0)
+    seg = beat_segments(lead, FS, np.array([0, 300, 599]))     # edge beats are padded
+    assert seg.shape == (3, round(0.18 * FS) + 1)
+    np.testing.assert_allclose(seg.mean(axis=1), 0.0, atol=1e-12)
+    assert dominant_mask(seg[:2]).all()                       # < 3 beats: all dominant
+    iv = dominant_intervals(np.array([0.0, 1.0, 1.5, 3.0]), np.array([True, True, False, True]))
+    np.testing.assert_allclose(iv, [1.0, 1.0])                # 1.0 -> 3.0 spans two beats
+    assert dominant_intervals(np.array([0.0, 1.0]), np.array([True, False])).size == 0
