@@ -25,7 +25,6 @@ Rhythm inputs
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from cardiostream.rhythm_features import ragged_rr, rr_statistics, vf_band_fractions
 from cardiostream.schemas import BeatWindow, RhythmWindow
 
 FEATURES_VERSION = 1
 BEAT_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 CLIP_MV = 5.0
 _US = 1_000_000
+_CHUNK = 512          # windows per vectorised step: bounds the (B, N, N) sample-entropy arrays
 
 BEAT_RR_FEATURES: tuple[str, ...] = (
     "rr_prev_over_long", "rr_next_over_long", "rr_local_over_long",
@@ -102,89 +103,46 @@ def beat_inputs(windows: Sequence[BeatWindow], leads: Sequence[int] = (0,)
 # --------------------------------------------------------------------------- rhythm
 
 
-def _sample_entropy(rr: np.ndarray, m: int = 1, r_frac: float = 0.04) -> float:
-    """SampEn of a short RR series (Richman & Moorman 2000), tolerance r_frac x median RR.
-
-    A tolerance tied to the median RR (not to the series' own std, which is tiny in
-    sinus rhythm) keeps regular rhythms near 0 and AF high (cf. Lake & Moorman 2011).
-    """
-    n = rr.size
-    if n < m + 3:
-        return 0.0
-    r = r_frac * float(np.median(rr))
-
-    def matches(k: int) -> int:
-        emb = np.lib.stride_tricks.sliding_window_view(rr, k)[: n - m]
-        d = np.max(np.abs(emb[:, None, :] - emb[None, :, :]), axis=2)
-        return int((np.sum(d <= r) - emb.shape[0]) // 2)
-
-    b, a = matches(m), matches(m + 1)
-    if a == 0 or b == 0:
-        return 2.5  # capped: "no repeats" is the most irregular a short series shows
-    return float(min(-math.log(a / b), 2.5))
-
-
 def rr_irregularity(rr_s: np.ndarray, window_s: float) -> list[float]:
     """RR features of one window (seconds in, the first 19 of RHYTHM_FEATURES out).
 
-    ``frac_near_median`` and ``iqr_over_median`` are robust to isolated ectopics:
-    sinus rhythm with PVCs keeps most RRs near the median, AF spreads them all.
+    A one-window view of ``rhythm_features.rr_statistics`` (the one implementation).
     """
-    rr = rr_s[(rr_s > 0.15) & (rr_s < 6.0)]
-    if rr.size < 3:
-        longest = float(rr.max()) if rr.size else window_s
-        return [rr.size * 10.0 / window_s, longest, longest, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
-                0.0, longest, float(rr.min()) if rr.size else window_s, 0.0, 0.0, 1.0, 0.0,
-                0.0, 0.0, 0.0]
-    d = np.diff(rr)
-    mean, med = float(rr.mean()), float(np.median(rr))
-    tp = np.sum((d[:-1] * d[1:]) < 0) / max(d.size - 1, 1)
-    hist, _ = np.histogram(rr / med, bins=8, range=(0.4, 2.0))
-    p = hist[hist > 0] / max(hist.sum(), 1)
-    short_long = np.sum((rr[:-1] < 0.85 * med) & (rr[1:] > 1.15 * med)) / (rr.size - 1)
-    return [rr.size * 10.0 / window_s, mean, med, float(rr.std() / mean),
-            float(np.sqrt(np.mean(d ** 2)) / mean), float(np.mean(np.abs(d) > 0.05)),
-            float(np.median(np.abs(d - np.median(d))) / med), float(tp),
-            _sample_entropy(rr), float(-(p * np.log(p)).sum()), float(rr.max()),
-            float(rr.min()), float(short_long), float(np.mean(np.abs(d) > 0.15 * med)),
-            float(np.mean(np.abs(rr / med - 1) < 0.08)),
-            float(np.subtract(*np.percentile(rr, [75, 25])) / med), *_clean_rr_stats(rr, med)]
-
-
-def _clean_rr_stats(rr: np.ndarray, med: float) -> list[float]:
-    """CV and RMSSD/mean after dropping premature+compensatory RR pairs (ectopic beats).
-
-    A PVC or PAC makes a short RR followed by a long one; sinus rhythm with ectopy is
-    regular once those pairs are removed, AF is not (ectopy filter after Petrenas 2015).
-    """
-    ectopic = (rr[:-1] < 0.85 * med) & (rr[1:] > 1.1 * med)
-    drop = np.zeros(rr.size, dtype=bool)
-    drop[:-1] |= ectopic
-    drop[1:] |= ectopic
-    clean = rr[~drop]
-    frac = float(ectopic.sum() / (rr.size - 1))
-    if clean.size < 3:
-        return [0.0, 0.0, frac]
-    m = float(clean.mean())
-    return [float(clean.std() / m), float(np.sqrt(np.mean(np.diff(clean) ** 2)) / m), frac]
+    rr = np.asarray(rr_s, dtype=np.float64).reshape(1, -1)
+    return rr_statistics(rr if rr.size else np.full((1, 1), np.nan),
+                         np.array([window_s]))[0].tolist()
 
 
 def vf_band_fraction(signal: np.ndarray, fs_hz: float) -> float:
-    """Share of 1-30 Hz power within 2.5-7.5 Hz: high in VF/VFL (sine-like waves)."""
-    s = signal - signal.mean()
-    spec = np.abs(np.fft.rfft(s * np.hanning(s.size))) ** 2
-    f = np.fft.rfftfreq(s.size, 1.0 / fs_hz)
-    total = spec[(f >= 1.0) & (f <= 30.0)].sum()
-    return float(spec[(f >= 2.5) & (f <= 7.5)].sum() / total) if total > 0 else 0.0
+    """Share of 1-30 Hz power within 2.5-7.5 Hz of one (T,) signal: high in VF/VFL."""
+    return float(vf_band_fractions(np.asarray(signal, np.float64)[None, :], fs_hz)[0])
+
+
+def rhythm_features(windows: Sequence[RhythmWindow]) -> np.ndarray:
+    """Rhythm windows -> (B, len(RHYTHM_FEATURES)) float32, computed for the batch at once.
+
+    RR statistics on the NaN-padded RR matrix, the VF index per group of windows
+    sharing a length and rate (normally the whole batch), and the lowest SQI.
+    """
+    feats = np.empty((len(windows), len(RHYTHM_FEATURES)))
+    for lo in range(0, len(windows), _CHUNK):
+        part = windows[lo:lo + _CHUNK]
+        window_s = np.array([max((w.end_time_us - w.start_time_us) / _US, 1e-3) for w in part])
+        feats[lo:lo + len(part), :-2] = rr_statistics(ragged_rr([w.beat_times_us for w in part])[0],
+                                                      window_s)
+        groups: dict[tuple[int, float], list[int]] = {}
+        for i, w in enumerate(part):
+            groups.setdefault((w.samples.shape[-1], w.fs_hz), []).append(i)
+        for (_, fs_hz), idx in groups.items():
+            lead0 = np.stack([part[i].samples[0] for i in idx]).astype(np.float64)
+            feats[lo + np.asarray(idx), -2] = vf_band_fractions(lead0, fs_hz)
+        feats[lo:lo + len(part), -1] = [min(w.sqi) if w.sqi else 1.0 for w in part]
+    return np.nan_to_num(feats.astype(np.float32), nan=0.0, posinf=10.0)
 
 
 def rhythm_window_features(w: RhythmWindow) -> np.ndarray:
-    window_s = (w.end_time_us - w.start_time_us) / _US
-    rr = np.diff(np.asarray(w.beat_times_us, dtype=np.float64)) / _US
-    lead0 = np.asarray(w.samples[0], dtype=np.float64)
-    sqi = min(w.sqi) if w.sqi else 1.0
-    feats = rr_irregularity(rr, max(window_s, 1e-3)) + [vf_band_fraction(lead0, w.fs_hz), sqi]
-    return np.nan_to_num(np.asarray(feats, dtype=np.float32), nan=0.0, posinf=10.0)
+    """One window -> (len(RHYTHM_FEATURES),) float32 (``rhythm_features`` of a batch of one)."""
+    return rhythm_features([w])[0]
 
 
 def rhythm_inputs(windows: Sequence[RhythmWindow], leads: Sequence[int] = (0,)
@@ -193,8 +151,7 @@ def rhythm_inputs(windows: Sequence[RhythmWindow], leads: Sequence[int] = (0,)
     if not windows:
         raise ValueError("rhythm_inputs needs at least one window")
     x = normalise_samples(np.stack([w.samples[list(leads)] for w in windows]))
-    feats = np.stack([rhythm_window_features(w) for w in windows])
-    return x, feats
+    return x, rhythm_features(windows)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,11 +14,16 @@ from cardiostream.features import (
     beat_inputs,
     beat_rr_features,
     load_model,
+    rhythm_features,
     rhythm_inputs,
     rr_irregularity,
     vf_band_fraction,
 )
+from cardiostream.processing import process_record
+from cardiostream.records import load_record
 from cardiostream.schemas import BeatWindow, RhythmWindow
+from cardiostream.signal import DEFAULT_SPEC
+from tests import features_oracle as oracle
 
 _US = 1_000_000
 
@@ -113,3 +118,56 @@ def test_rate_rules_are_explicit():
 def test_load_model_refuses_an_incomplete_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="model.ts"):
         load_model(tmp_path, "beat")
+
+
+# ------------------------------------------------------ batched == one window at a time
+
+
+def _assert_batch_equals_oracle(windows: list[RhythmWindow]) -> None:
+    together = rhythm_features(windows)
+    alone = np.stack([oracle.rhythm_window_features(w) for w in windows])
+    assert together.shape == (len(windows), len(RHYTHM_FEATURES))
+    assert together.dtype == np.float32
+    np.testing.assert_allclose(together, alone, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("record", "minutes"), [("203", 6), ("208", 6), ("207", None)])
+def test_batched_rhythm_features_equal_the_one_window_code_on_mitbih(data_dir, record, minutes):
+    # 203: AF and VT, 208: PVC couplets and bigeminy, 207: VFL, blocks and pauses.
+    sampto = None if minutes is None else round(minutes * 60 * 360)
+    rec = load_record(data_dir / "mitdb", record, sampto=sampto)
+    windows = process_record(rec, DEFAULT_SPEC, device_id="d1").rhythms
+    assert len(windows) > 100
+    _assert_batch_equals_oracle(windows)
+    # the same window inside different batches (padding widths) gives the same row
+    np.testing.assert_array_equal(rhythm_features(windows[5:6])[0], rhythm_features(windows)[5])
+
+
+def test_batched_rhythm_features_equal_the_one_window_code_on_edge_cases():
+    fs = 120.0
+    t = np.arange(int(10 * fs)) / fs
+    flat = np.zeros((1, t.size), np.float32)
+    vf = (0.8 * np.sin(2 * np.pi * 5 * t)).astype(np.float32)[None, :]
+    rng = np.random.default_rng(1)
+    windows = [
+        _rhythm(np.array([]), flat),                              # no beat, flat line
+        _rhythm(np.array([4.0]), flat),                           # one beat
+        _rhythm(np.array([1.0, 2.0])),                            # one RR
+        _rhythm(np.array([1.0, 2.0, 3.0])),                       # two RRs
+        _rhythm(np.array([1.0, 1.8, 2.6, 3.4])),                  # three equal RRs
+        _rhythm(np.array([1.0, 1.05, 1.1, 1.9, 8.5])),            # glitches + a gap, all dropped
+        _rhythm(np.arange(0.2, 10, 0.16)),                        # 300+ bpm: the widest row
+        _rhythm(np.cumsum(rng.uniform(0.3, 1.3, 12)), vf),        # AF-like RR on a VF wave
+        _rhythm(np.cumsum(np.r_[0.3, [0.8, 0.5, 1.1] * 4])),      # bigeminy-like pairs
+    ]
+    _assert_batch_equals_oracle(windows)
+    for w in windows:
+        _assert_batch_equals_oracle([w])
+
+
+def test_rhythm_features_group_windows_of_other_lengths_and_rates():
+    a = _rhythm(np.arange(0.5, 10, 0.8), np.ones((1, 1200), np.float32), fs=120.0)
+    b = _rhythm(np.arange(0.5, 10, 0.7),
+                np.sin(np.arange(2500) / 250 * 2 * np.pi * 4)[None, :].astype(np.float32),
+                fs=250.0)
+    _assert_batch_equals_oracle([a, b, a])
