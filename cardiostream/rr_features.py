@@ -1,4 +1,4 @@
-"""Ectopy-robust RR irregularity of one rhythm window (pure numpy).
+"""Ectopy-robust RR irregularity and atrial activity of one rhythm window (pure numpy).
 
 Why: in a 10 s window (10-20 beats) sinus rhythm with ventricular ectopy (bigeminy,
 couplets, frequent PVCs: MIT-BIH 200, 208, 223, 215, 228) has RR statistics that
@@ -16,6 +16,14 @@ divided by the number of beats it spans (1 + intervening non-dominant beats).
 The grouping is symmetric: in bigeminy the "dominant" group may be the ectopic
 one, and the spanning intervals are regular either way.
 
+Atrial activity: the other hallmark of AF is the absence of a consistent P wave.
+For the dominant beats, the segment 280..80 ms before the R peak is compared with
+the median of those segments (``p_wave_corr``, mean Pearson correlation: a sinus
+P wave repeats beat after beat, fibrillatory waves do not), and the median
+segment's peak-to-peak is related to the QRS's (``p_wave_to_qrs``: averaging over
+the window keeps a P wave and cancels f-waves). Only beats after an RR > 0.4 s
+are used, so the previous T wave stays out of the segment.
+
 Inputs are the window's own fields (``RhythmWindow.beat_times_us``,
 ``start_time_us``, ``samples[0]``, ``fs_hz``), so a stateless worker computes the
 same numbers as training. Output: ``dominant_rr_features`` -> (len(DOMINANT_RR_FEATURES),)
@@ -28,7 +36,7 @@ import numpy as np
 
 DOMINANT_RR_FEATURES: tuple[str, ...] = (
     "dominant_frac", "dominant_nn_cv", "dominant_nn_rmssd_over_mean",
-    "dominant_nn_irregular_frac",
+    "dominant_nn_irregular_frac", "p_wave_corr", "p_wave_to_qrs",
 )
 
 QRS_PRE_S = 0.08         # segment around each beat used for its shape, seconds
@@ -36,6 +44,8 @@ QRS_POST_S = 0.10
 SAME_SHAPE_CORR = 0.85   # Pearson correlation with the typical beat to be "dominant"
 SAME_SHAPE_AMP = (0.6, 1.6)   # peak-to-peak ratio to the typical beat to be "dominant"
 IRREGULAR_DNN = 0.10     # |successive difference| > 10 % of the median interval
+P_PRE_S = (0.28, 0.08)   # P-wave segment: from 280 ms to 80 ms before the R peak
+P_MIN_RR_S = 0.4         # only beats whose preceding RR is longer (T wave out of the way)
 _US = 1_000_000
 
 
@@ -82,25 +92,49 @@ def dominant_intervals(beat_s: np.ndarray, dominant: np.ndarray) -> np.ndarray:
     return np.diff(beat_s[pos]) / np.diff(pos)
 
 
+def p_wave_evidence(lead: np.ndarray, fs_hz: float, beat_idx: np.ndarray,
+                    use: np.ndarray) -> tuple[float, float]:
+    """(p_wave_corr, p_wave_to_qrs) over the beats ``use`` (bool (k,)); (0, 0) if < 3 beats.
+
+    ``lead`` (n,) mV, ``beat_idx`` (k,) R-peak samples. Beats whose P segment starts
+    before the window are skipped.
+    """
+    first, last = round(P_PRE_S[0] * fs_hz), round(P_PRE_S[1] * fs_hz)
+    ok = use & (beat_idx - first >= 0) & (beat_idx < lead.size)
+    if ok.sum() < 3:
+        return 0.0, 0.0
+    idx = beat_idx[ok]
+    seg = np.asarray(lead, dtype=np.float64)[idx[:, None] - first + np.arange(first - last)]
+    seg = seg - seg.mean(axis=1, keepdims=True)
+    template = np.median(seg, axis=0)
+    norms = np.linalg.norm(seg, axis=1) * np.linalg.norm(template)
+    corr = (seg @ template) / np.maximum(norms, 1e-12)
+    qrs = float(np.median(np.ptp(beat_segments(lead, fs_hz, idx), axis=1)))
+    return float(np.mean(corr)), float(np.ptp(template) / qrs) if qrs > 0 else 0.0
+
+
 def dominant_rr_features(beat_times_us: np.ndarray, start_time_us: int, lead: np.ndarray,
                          fs_hz: float) -> np.ndarray:
     """One rhythm window -> (len(DOMINANT_RR_FEATURES),) float32 (see the module docstring).
 
     ``beat_times_us`` (k,) device times of the window's beats, ``lead`` (n,) mV of
     the window's lead 0 at ``fs_hz`` starting at ``start_time_us``. Fewer than 4
-    beats (or fewer than 3 dominant intervals): irregularity 0 (no evidence).
+    beats (or fewer than 3 dominant intervals / usable P segments): 0 (no evidence).
     """
     t = np.asarray(beat_times_us, dtype=np.float64)
+    lead = np.asarray(lead, dtype=np.float64)
     if t.size < 4 or lead.size < 2:
-        return np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        return np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
     idx = np.round((t - start_time_us) * fs_hz / _US).astype(np.int64)
     dom = dominant_mask(beat_segments(lead, fs_hz, idx))
+    rr_prev = np.diff(t, prepend=-np.inf) / _US
+    p_wave = p_wave_evidence(lead, fs_hz, idx, dom & (rr_prev > P_MIN_RR_S))
     nn = dominant_intervals(t / _US, dom)
     nn = nn[(nn > 0.15) & (nn < 6.0)]
     frac = float(dom.mean())
     if nn.size < 3:
-        return np.array([frac, 0.0, 0.0, 0.0], dtype=np.float32)
+        return np.array([frac, 0.0, 0.0, 0.0, *p_wave], dtype=np.float32)
     mean, med = float(nn.mean()), float(np.median(nn))
     d = np.diff(nn)
     return np.array([frac, nn.std() / mean, np.sqrt(np.mean(d ** 2)) / mean,
-                     np.mean(np.abs(d) > IRREGULAR_DNN * med)], dtype=np.float32)
+                     np.mean(np.abs(d) > IRREGULAR_DNN * med), *p_wave], dtype=np.float32)

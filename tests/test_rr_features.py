@@ -16,13 +16,21 @@ FS = 120.0
 _US = 1_000_000
 
 
-def _strip(beat_s: np.ndarray, wide: np.ndarray, seconds: float = 10.0) -> np.ndarray:
-    """Synthetic lead: a narrow QRS (Gaussian, 20 ms) or a wide, larger one (60 ms)."""
+def _strip(beat_s: np.ndarray, wide: np.ndarray, seconds: float = 10.0,
+           p_wave: bool = False, f_waves: bool = False) -> np.ndarray:
+    """Synthetic lead: a narrow QRS (Gaussian, 20 ms) or a wide, larger one (60 ms),
+    optionally a P wave (0.15 mV, 160 ms before each narrow QRS) or f-waves (6 Hz)."""
     t = np.arange(round(seconds * FS)) / FS
     lead = np.zeros_like(t)
     for b, w in zip(beat_s, wide, strict=True):
         sd, amp = (0.06, -2.0) if w else (0.02, 1.0)
         lead += amp * np.exp(-0.5 * ((t - b) / sd) ** 2)
+        if p_wave and not w:
+            lead += 0.15 * np.exp(-0.5 * ((t - b + 0.16) / 0.025) ** 2)
+    if f_waves:
+        rng = np.random.default_rng(3)
+        phase = np.cumsum(2 * np.pi * rng.uniform(4.5, 7.5, t.size) / FS)
+        lead += 0.08 * np.sin(phase)
     return lead
 
 
@@ -72,7 +80,31 @@ def test_af_stays_irregular():
 def test_too_few_beats_give_no_evidence():
     f = _features(np.array([1.0, 2.0, 3.0]), np.zeros(3, bool))
     assert f == {"dominant_frac": 1.0, "dominant_nn_cv": 0.0,
-                 "dominant_nn_rmssd_over_mean": 0.0, "dominant_nn_irregular_frac": 0.0}
+                 "dominant_nn_rmssd_over_mean": 0.0, "dominant_nn_irregular_frac": 0.0,
+                 "p_wave_corr": 0.0, "p_wave_to_qrs": 0.0}
+
+
+def _p_features(beat_s: np.ndarray, **kw) -> np.ndarray:
+    lead = _strip(beat_s, np.zeros(beat_s.size, bool), **kw)
+    f = dominant_rr_features((beat_s * _US).astype(np.int64), 0, lead, FS)
+    return f[[DOMINANT_RR_FEATURES.index(k) for k in ("p_wave_corr", "p_wave_to_qrs")]]
+
+
+def test_a_repeating_p_wave_is_evidence_against_af():
+    beats = np.arange(0.5, 9.8, 0.8) + np.tile([0.0, 0.12], 6)[:12]   # irregular RR
+    corr, ratio = _p_features(beats, p_wave=True)
+    assert corr > 0.95 and 0.1 < ratio < 0.2                        # 0.15 mV P / 1 mV QRS
+    corr_af, ratio_af = _p_features(beats, f_waves=True)
+    assert corr_af < 0.7 and ratio_af < ratio
+
+
+def test_p_wave_ignores_beats_after_short_rr():
+    from cardiostream.rr_features import p_wave_evidence
+
+    lead = _strip(np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4, bool), p_wave=True)
+    idx = np.round(np.array([1.0, 2.0, 3.0, 4.0]) * FS).astype(np.int64)
+    assert p_wave_evidence(lead, FS, idx, np.array([True, True, False, False])) == (0.0, 0.0)
+    assert p_wave_evidence(lead, FS, idx, np.ones(4, bool))[0] > 0.95
 
 
 def test_helpers_shapes_and_edges():

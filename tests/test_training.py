@@ -102,3 +102,47 @@ def test_different_seed_changes_the_weights(tmp_path):
     a, c = _tiny(tmp_path), _tiny(tmp_path, seed=1)
     assert any(not torch.equal(v, c.model.state_dict()[k])
                for k, v in a.model.state_dict().items() if v.is_floating_point())
+
+
+def test_alarm_view_dates_the_alarm_layers_af_episodes():
+    """CV 'alarm' episodes = the AF alarms inference.alarms raises and clears, window by window."""
+    from inference.alarms import _Event, new_state
+    from training.rhythm import alarm_view
+
+    cfg = Settings().alarms
+    on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        pred = rng.choice([0, 1, 2, 3], size=80, p=[0.4, 0.3, 0.2, 0.1])
+        state, events = new_state("d", "u"), []
+        for i, k in enumerate(pred):
+            ev = _Event(state, cfg, i, i)      # device time = window index
+            ev.streak("afib", int(k) in (1, 2), i, on, off)
+            events += [(a.state, a.onset_time_us, a.time_us) for a in ev.out]
+        d = np.diff(np.concatenate([[0], alarm_view(pred, on, off).astype(int), [0]]))
+        starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+        raised = [(o, t) for s, o, t in events if s == "raised"]
+        cleared = [t for s, o, t in events if s == "cleared"]
+        assert [o for o, _ in raised] == starts.tolist()             # dated from the streak
+        assert [t - on + 1 for _, t in raised] == starts.tolist()
+        assert [t - off + 1 for t in cleared] == ends[:len(cleared)].tolist()
+        assert len(cleared) in (len(ends), len(ends) - 1)             # last may stay open
+
+
+@needs_data
+def test_dominant_features_of_a_cached_record_are_one_row_per_window():
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES
+    from training.rhythm import dominant_features
+
+    cached = cut_record(MITDB, "119", DEFAULT_SPEC, sampto=int(60 * 360))
+    f = dominant_features(cached)
+    assert f.shape == (len(cached["rhythm_start_us"]), len(DOMINANT_RR_FEATURES))
+    assert np.isfinite(f).all() and ((f[:, 0] > 0) & (f[:, 0] <= 1)).all()
+
+
+def test_export_refuses_a_model_the_worker_cannot_feed(tmp_path):
+    from training.rhythm import RhythmTrainConfig, RhythmTrainResult, export_rhythm
+
+    result = RhythmTrainResult(None, RhythmTrainConfig(dominant_rr=True), {}, {})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="rhythm_inputs"):
+        export_rhythm(result, tmp_path, DEFAULT_SPEC)

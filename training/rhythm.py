@@ -9,7 +9,15 @@ anything that would transfer. Brady/tachycardia and pauses are rules
 
 Evaluation is patient-level K-fold cross-validation over the 44 non-paced
 records (a record's windows are never in both train and test); the exported
-model is then fitted on all of them.
+model is then fitted on all of them. AF episodes are scored twice from the same
+out-of-fold decisions: per window (what ``cardiostream evaluate`` and the
+worker's RhythmResult say) and as the alarm layer would call them (the
+``rhythm_on_windows`` / ``rhythm_off_windows`` hysteresis of inference/alarms.py).
+
+``dominant_rr=True`` (a candidate, ``python -m training.rhythm``) appends
+``cardiostream.rr_features.DOMINANT_RR_FEATURES`` to the window features. The
+worker's ``features.rhythm_inputs`` does not compute them yet, so such a model
+must not be exported to the default model folder (``export_rhythm`` refuses).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from training.models import RhythmNet
 from training.train import seed_everything, set_threads
 
 RHYTHM_MODEL_CLASSES: tuple[str, ...] = ("N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T")
-SMOOTH_WINDOWS = 5     # centred mode filter over 5 windows (10 s at a 2 s hop)
+AF_INDICES = (1, 2)    # AFIB, AFL: the scorer's AF target and the alarm layer's AF_CODES
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class RhythmTrainConfig:
     hidden: int = 32
     folds: int = 5
     records: tuple[str, ...] = NON_PACED
+    dominant_rr: bool = False    # candidate features (cardiostream.rr_features), not online yet
 
 
 @dataclass
@@ -71,23 +80,22 @@ def cached_features(npz: Path, arrays: dict) -> np.ndarray:
     return feats
 
 
+def dominant_features(arrays: dict) -> np.ndarray:
+    """Candidate features of a cached record: (windows, len(DOMINANT_RR_FEATURES)) float32."""
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
+
+    off, bt = arrays["rhythm_beat_offsets"], arrays["rhythm_beat_times_us"]
+    fs, starts = float(arrays["rhythm_fs_hz"]), arrays["rhythm_start_us"]
+    if len(starts) == 0:
+        return np.zeros((0, len(DOMINANT_RR_FEATURES)), np.float32)
+    return np.stack([dominant_rr_features(bt[off[i]:off[i + 1]], int(starts[i]),
+                                          arrays["rhythm_samples0"][i], fs)
+                     for i in range(len(starts))])
+
+
 def target_index(codes: np.ndarray) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(RHYTHM_MODEL_CLASSES)}
     return np.array([lookup.get(str(c), 0) for c in codes], dtype=np.int64)
-
-
-def mode_filter(pred: np.ndarray, k: int = SMOOTH_WINDOWS) -> np.ndarray:
-    """Centred majority vote over k windows (ties keep the centre label)."""
-    if pred.size == 0 or k <= 1:
-        return pred.copy()
-    half = k // 2
-    padded = np.pad(pred, half, mode="edge")
-    out = pred.copy()
-    for i in range(pred.size):
-        votes = np.bincount(padded[i:i + k], minlength=len(RHYTHM_MODEL_CLASSES))
-        if votes.max() > votes[pred[i]]:
-            out[i] = int(votes.argmax())
-    return out
 
 
 def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> RhythmNet:
@@ -148,6 +156,9 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
     paths = build_cache(data_dir, cfg.records, spec, cache_dir)
     arrays = load_arrays(paths)
     feats = {r: cached_features(paths[r][0], arrays[r]) for r in cfg.records}
+    if cfg.dominant_rr:
+        feats = {r: np.concatenate([f, dominant_features(arrays[r])], axis=1)
+                 for r, f in feats.items()}
     labels = {r: target_index(arrays[r]["rhythm_label"]) for r in cfg.records}
     cv_pred: dict[str, np.ndarray] = {}
     for fold in folds_of(cfg.records, labels, cfg.folds):
@@ -188,31 +199,83 @@ def code_of(k: int) -> str:
     return {-1: "PAUSE", -2: "SBR", -3: "TACHY"}.get(int(k)) or RHYTHM_MODEL_CLASSES[int(k)]
 
 
-def score_cv(arrays: dict, cv_pred: dict[str, np.ndarray], data_dir: Path, cv_dir: Path,
-             spec: SignalSpec) -> dict:
-    """Out-of-fold rhythm decisions -> CV/RECORD.cv files -> the scorer's AF episode figures."""
+def alarm_view(pred: np.ndarray, on: int, off: int) -> np.ndarray:
+    """(n,) per-window class indices -> (n,) bool: AF as the alarm layer calls it.
+
+    Mirrors ``inference.alarms._Event.streak`` for AF_CODES: an episode is raised
+    after ``on`` consecutive AF windows and dated from the first of them; it clears
+    after ``off`` consecutive non-AF windows and is dated to end where that streak
+    began (the alarm's clear itself comes ``off - 1`` hops later).
+    """
+    af = np.isin(pred, AF_INDICES)
+    out = np.zeros(af.size, dtype=bool)
+    active, streak, first = False, 0, 0
+    for i, is_af in enumerate(af):
+        if is_af:
+            if streak <= 0:
+                streak, first = 0, i
+            streak += 1
+            if streak >= on and not active:
+                active = True
+                out[first:i] = True
+        else:
+            streak = min(streak, 0) - 1
+            if active and -streak >= off:
+                active = False
+                out[i - off + 1:i] = False
+        out[i] = active
+    return out
+
+
+def _write_cv(arrays: dict, codes: dict[str, list[str]], cv_dir: Path, spec: SignalSpec) -> None:
     from cardiostream.annotate import Annotations, write_annotations
     from cardiostream.result_annotations import rhythm_marks
     from cardiostream.schemas import RhythmResult
-    from cardiostream.scoring import score_records
 
     cv_dir.mkdir(parents=True, exist_ok=True)
-    for r, pred in cv_pred.items():
+    for r, rec_codes in codes.items():
         a = arrays[r]
-        res = [RhythmResult("cv", "cv", 0, i, int(s), int(e), int(e), code_of(k), (), 0.0, (), "cv")
-               for i, (s, e, k) in enumerate(zip(a["rhythm_start_us"], a["rhythm_end_us"],
-                                                 pred, strict=True))]
+        res = [RhythmResult("cv", "cv", 0, i, int(s), int(e), int(e), c, (), 0.0, (), "cv")
+               for i, (s, e, c) in enumerate(zip(a["rhythm_start_us"], a["rhythm_end_us"],
+                                                 rec_codes, strict=True))]
         marks = rhythm_marks(res, 0, float(a["fs_hz"]), spec.rhythm_hop_s)
         beats = a["beat_sample"]
         ann = Annotations(np.concatenate([beats, [m[0] for m in marks]]).astype(np.int64),
                           ["N"] * beats.size + ["+"] * len(marks),
                           [""] * beats.size + [f"({m[1]}" for m in marks])
         write_annotations(cv_dir, r, "cv", float(a["fs_hz"]), ann)
-    report = score_records(data_dir, cv_dir, list(cv_pred), "cv", convention="dechazal")
+
+
+def _af_figures(data_dir: Path, cv_dir: Path, records: list[str], note: str) -> dict:
+    from cardiostream.scoring import score_records
+
+    report = score_records(data_dir, cv_dir, records, "cv", convention="dechazal")
     af_records = [x for x in report.records if x.episodes and x.episodes.ref_s > 0]
     return {"gross": report.episodes.to_dict() if report.episodes else None,
-            "per_record": {x.record: x.episodes.to_dict() for x in af_records},
-            "note": "AFIB+AFL episodes (scorer default), out-of-fold decisions, from 5:00"}
+            "per_record": {x.record: x.episodes.to_dict() for x in af_records}, "note": note}
+
+
+def score_cv(arrays: dict, cv_pred: dict[str, np.ndarray], data_dir: Path, cv_dir: Path,
+             spec: SignalSpec) -> dict:
+    """Out-of-fold rhythm decisions -> CV/RECORD.cv files -> the scorer's AF episode figures.
+
+    Returns {"gross", "per_record", "note"} for the decisions as written per window,
+    and under "alarm" the same for the decisions through the alarm layer's AF
+    hysteresis (``alarm_view``, settings.alarms.rhythm_on_windows / rhythm_off_windows).
+    """
+    from cardiostream.settings import load_settings
+
+    alarms = load_settings().alarms
+    on, off = alarms.rhythm_on_windows, alarms.rhythm_off_windows
+    names = list(cv_pred)
+    _write_cv(arrays, {r: [code_of(k) for k in p] for r, p in cv_pred.items()}, cv_dir, spec)
+    _write_cv(arrays, {r: ["AFIB" if a else "N" for a in alarm_view(p, on, off)]
+                       for r, p in cv_pred.items()}, cv_dir / "alarm", spec)
+    per_window = _af_figures(data_dir, cv_dir, names, "AFIB+AFL episodes (scorer default), "
+                             "out-of-fold window decisions, from 5:00")
+    return per_window | {"alarm": _af_figures(
+        data_dir, cv_dir / "alarm", names, f"the same decisions through the alarm layer's AF "
+        f"hysteresis (on {on}, off {off} windows), from 5:00")}
 
 
 def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> Path:
@@ -220,10 +283,16 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     from training.export import base_metadata, export_model
 
     cfg = result.config
+    if cfg.dominant_rr:
+        raise ValueError("a dominant_rr model needs features.rhythm_inputs to compute "
+                         "rr_features.DOMINANT_RR_FEATURES online; save it with "
+                         "save_candidate, not export_rhythm")
     meta = base_metadata("rhythm", spec, cfg.seed) | {
         "classes": list(RHYTHM_MODEL_CLASSES), "leads_used": [0],
         "rhythm_features": list(RHYTHM_FEATURES), "rate_rules": asdict(RateRules()),
-        "smoothing": {"mode_windows": SMOOTH_WINDOWS, "hop_s": spec.rhythm_hop_s},
+        "smoothing": {"model": "none (one decision per window)",
+                      "alarm_layer": "settings.alarms.rhythm_on_windows/rhythm_off_windows",
+                      "hop_s": spec.rhythm_hop_s},
         "input": {"x": ["B", 1, round(spec.rhythm_window_s * spec.rhythm_fs_hz)],
                   "feats": ["B", len(RHYTHM_FEATURES)], "x_used": False},
         "training_records": dict(result.record_hashes), "config": asdict(cfg),
@@ -232,3 +301,47 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     }
     example = (torch.zeros(2, 1, 8), torch.ones(2, len(RHYTHM_FEATURES)))
     return export_model(result.model, example, Path(folder) / "rhythm", meta)
+
+
+def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:
+    """A candidate (not loadable by the worker): weights, config and CV figures as JSON."""
+    import json
+
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(result.model.state_dict(), folder / "weights.pt")
+    names = list(RHYTHM_FEATURES) + (list(DOMINANT_RR_FEATURES) if result.config.dominant_rr
+                                     else [])
+    (folder / "candidate.json").write_text(json.dumps(
+        {"classes": list(RHYTHM_MODEL_CLASSES), "features": names,
+         "config": asdict(result.config), "training_records": result.record_hashes,
+         "cv": result.cv_summary, "train_seconds": round(result.seconds, 1)}, indent=1) + "\n")
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m training.rhythm [--dominant-rr] [--seed N] --out DIR``: CV + candidate."""
+    import argparse
+    import json
+
+    from cardiostream.settings import load_settings
+    from cardiostream.signal import DEFAULT_SPEC
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dominant-rr", action="store_true")
+    args = ap.parse_args(argv)
+    settings = load_settings()
+    result = train_rhythm(RhythmTrainConfig(seed=args.seed, dominant_rr=args.dominant_rr),
+                          settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
+                          cv_dir=args.out / "cv")
+    save_candidate(result, args.out)
+    print(json.dumps(result.cv_summary, indent=1))
+    print(f"wrote {args.out}; wall {result.seconds:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
