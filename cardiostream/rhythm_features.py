@@ -18,6 +18,7 @@ with a tolerance tied to the median RR), Petrenas 2015 (ectopy filter).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import chain
 
 import numpy as np
@@ -54,22 +55,25 @@ def ragged_rr(beat_times_us: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.nd
 
 
 def _sorted_at(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    return s[np.arange(s.shape[0]), np.clip(idx, 0, s.shape[1] - 1)]
+    """s[b, idx[b]] for each row, idx clamped into the row."""
+    return s[np.arange(s.shape[0]), np.minimum(np.maximum(idx, 0), s.shape[1] - 1)]
 
 
-def padded_median(m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Row medians of a NaN-padded (B, N) with n (B,) values each; NaN where n == 0.
+def sorted_median(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Row medians of row-sorted NaN-padded (B, N) with n (B,) values each (garbage if n == 0).
 
     Same arithmetic as ``np.median``: the middle value, or the mean of the two.
     """
-    s = np.sort(m, axis=1)
-    med = (_sorted_at(s, (n - 1) // 2) + _sorted_at(s, n // 2)) / 2
-    return np.where(n > 0, med, np.nan)
+    return (_sorted_at(s, (n - 1) // 2) + _sorted_at(s, n // 2)) / 2
 
 
-def padded_percentile(m: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
-    """``np.percentile(row, 100 q)`` (linear method, numpy's lerp) of each padded row."""
-    s = np.sort(m, axis=1)
+def padded_median(m: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Row medians of a NaN-padded (B, N) with n (B,) values each; NaN where n == 0."""
+    return np.where(n > 0, sorted_median(np.sort(m, axis=1), n), np.nan)
+
+
+def sorted_percentile(s: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """``np.percentile(row, 100 q)`` (linear method, numpy's lerp) of each sorted padded row."""
     virtual = n * q + (1 - q) - 1                        # numpy's virtual index (alpha=beta=1)
     prev = np.floor(virtual).astype(np.int64)
     gamma = virtual - prev
@@ -86,16 +90,14 @@ def _row_std(m: np.ndarray, n: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return np.sqrt((dev * dev).sum(axis=1) / n)
 
 
-def _row_max(m: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(m), -np.inf, m).max(axis=1)
-
-
-def _row_min(m: np.ndarray) -> np.ndarray:
-    return np.where(np.isnan(m), np.inf, m).min(axis=1)
-
-
 def _frac(mask: np.ndarray, n: np.ndarray) -> np.ndarray:
     return mask.sum(axis=1) / n
+
+
+@lru_cache(maxsize=128)
+def _upper(width: int) -> np.ndarray:
+    """(width, width) True strictly above the diagonal: each template pair once."""
+    return np.triu(np.ones((width, width), bool), 1)
 
 
 def sample_entropy(rr: np.ndarray, n: np.ndarray, med: np.ndarray) -> np.ndarray:
@@ -110,7 +112,7 @@ def sample_entropy(rr: np.ndarray, n: np.ndarray, med: np.ndarray) -> np.ndarray
     r = (SAMPEN_R_FRAC * med)[:, None, None]
     close = np.abs(rr[:, :, None] - rr[:, None, :]) <= r      # (B, N, N); NaN -> False
     valid = np.arange(width)[None, :] < (n - SAMPEN_M)[:, None]
-    pairs = close & valid[:, :, None] & valid[:, None, :] & np.triu(np.ones((width,) * 2, bool), 1)
+    pairs = close & valid[:, :, None] & valid[:, None, :] & _upper(width)
     b = pairs.sum(axis=(1, 2))
     nxt = np.zeros_like(close)
     nxt[:, :-1, :-1] = close[:, 1:, 1:]
@@ -123,14 +125,13 @@ def sample_entropy(rr: np.ndarray, n: np.ndarray, med: np.ndarray) -> np.ndarray
 
 def _hist_entropy(rel: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of RR/median in HIST_EDGES' 8 bins, as ``np.histogram``."""
+    k = HIST_EDGES.size - 1
     inside = (rel >= HIST_EDGES[0]) & (rel <= HIST_EDGES[-1])
-    bins = np.clip(np.searchsorted(HIST_EDGES, np.where(inside, rel, HIST_EDGES[0]), "right") - 1,
-                   0, HIST_EDGES.size - 2)
-    rows = np.broadcast_to(np.arange(rel.shape[0])[:, None], rel.shape)
-    counts = np.zeros((rel.shape[0], HIST_EDGES.size - 1))
-    np.add.at(counts, (rows[inside], bins[inside]), 1)
+    bins = np.minimum(np.searchsorted(HIST_EDGES, rel[inside], "right") - 1, k - 1)
+    rows = np.nonzero(inside)[0]
+    counts = np.bincount(rows * k + bins, minlength=rel.shape[0] * k).reshape(-1, k)
     p = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    return -np.where(counts > 0, p * np.log(np.where(counts > 0, p, 1.0)), 0.0).sum(axis=1)
+    return -(p * np.log(np.where(counts > 0, p, 1.0))).sum(axis=1)
 
 
 def _clean_rr_stats(rr: np.ndarray, n: np.ndarray, med: np.ndarray) -> list[np.ndarray]:
@@ -161,19 +162,20 @@ def rr_statistics(rr_raw: np.ndarray, window_s: np.ndarray) -> np.ndarray:
     rr, n = compact(rr_raw, (rr_raw > RR_MIN_S) & (rr_raw < RR_MAX_S))
     if rr.shape[1] < 3:                 # no row has 3 RRs: keep the diffs' shapes valid
         rr = np.pad(rr, ((0, 0), (0, 3 - rr.shape[1])), constant_values=np.nan)
+    s = np.sort(rr, axis=1)             # NaN last: row b's values are s[b, :n[b]]
     with np.errstate(divide="ignore", invalid="ignore"):
-        full = _full_statistics(rr, n, window_s)
-    longest = np.where(n > 0, _row_max(rr), window_s)
-    shortest = np.where(n > 0, _row_min(rr), window_s)
-    few = np.zeros_like(full)
+        full = _full_statistics(rr, s, n, window_s)
+    few = np.zeros_like(full)           # fewer than 3 RRs: rate and extremes only
     few[:, 0] = full[:, 0]
-    few[:, [1, 2, 10]] = longest[:, None]
-    few[:, 11], few[:, 14] = shortest, 1.0
+    few[:, [1, 2, 10]] = np.where(n > 0, full[:, 10], window_s)[:, None]
+    few[:, 11] = np.where(n > 0, full[:, 11], window_s)
+    few[:, 14] = 1.0
     return np.where((n < 3)[:, None], few, full)
 
 
-def _full_statistics(rr: np.ndarray, n: np.ndarray, window_s: np.ndarray) -> np.ndarray:
-    med = padded_median(rr, n)
+def _full_statistics(rr: np.ndarray, s: np.ndarray, n: np.ndarray,
+                     window_s: np.ndarray) -> np.ndarray:
+    med = sorted_median(s, n)
     mean = _row_mean(rr, n)
     d = np.diff(rr, axis=1)                               # (B, N-1), NaN past n-1
     ad = np.abs(d)
@@ -181,21 +183,27 @@ def _full_statistics(rr: np.ndarray, n: np.ndarray, window_s: np.ndarray) -> np.
     mad = padded_median(np.abs(d - padded_median(d, n - 1)[:, None]), n - 1)
     short_long = _frac((rr[:, :-1] < 0.85 * med[:, None]) & (rr[:, 1:] > 1.15 * med[:, None]),
                        n - 1)
-    iqr = padded_percentile(rr, n, 0.75) - padded_percentile(rr, n, 0.25)
+    iqr = sorted_percentile(s, n, 0.75) - sorted_percentile(s, n, 0.25)
     rel = rr / med[:, None]
     cols = [n * 10.0 / window_s, mean, med, _row_std(rr, n, mean) / mean,
             np.sqrt(_row_mean(d * d, n - 1)) / mean, _frac(ad > 0.05, n - 1), mad / med, tp,
-            sample_entropy(rr, n, med), _hist_entropy(rel), _row_max(rr),
-            _row_min(rr), short_long, _frac(ad > 0.15 * med[:, None], n - 1),
+            sample_entropy(rr, n, med), _hist_entropy(rel), _sorted_at(s, n - 1), s[:, 0],
+            short_long, _frac(ad > 0.15 * med[:, None], n - 1),
             _frac(np.abs(rel - 1) < 0.08, n), iqr / med, *_clean_rr_stats(rr, n, med)]
     return np.stack(cols, axis=1)
 
 
+@lru_cache(maxsize=16)
+def _vf_plan(n_samples: int, fs_hz: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hann taper and the 1-30 Hz / 2.5-7.5 Hz rfft bin masks for one window shape."""
+    f = np.fft.rfftfreq(n_samples, 1.0 / fs_hz)
+    return np.hanning(n_samples), (f >= 1.0) & (f <= 30.0), (f >= 2.5) & (f <= 7.5)
+
+
 def vf_band_fractions(lead0: np.ndarray, fs_hz: float) -> np.ndarray:
     """(B, T) mV at fs_hz -> (B,) share of 1-30 Hz power within 2.5-7.5 Hz (high in VF/VFL)."""
+    taper, wide, band = _vf_plan(lead0.shape[1], float(fs_hz))
     s = lead0 - lead0.mean(axis=1, keepdims=True)
-    spec = np.abs(np.fft.rfft(s * np.hanning(s.shape[1]), axis=1)) ** 2
-    f = np.fft.rfftfreq(s.shape[1], 1.0 / fs_hz)
-    total = spec[:, (f >= 1.0) & (f <= 30.0)].sum(axis=1)
-    band = spec[:, (f >= 2.5) & (f <= 7.5)].sum(axis=1)
-    return np.where(total > 0, band / np.where(total > 0, total, 1.0), 0.0)
+    spec = np.abs(np.fft.rfft(s * taper, axis=1)) ** 2
+    total, inside = spec[:, wide].sum(axis=1), spec[:, band].sum(axis=1)
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)

@@ -23,9 +23,9 @@ import torch
 
 from cardiostream import metrics
 from cardiostream.features import RateRules, beat_inputs, load_model, rhythm_inputs
+from cardiostream.rhythm_features import padded_median, ragged_rr
 from cardiostream.schemas import BeatResult, BeatWindow, Result, RhythmResult, RhythmWindow, Window
 
-_US = 1_000_000
 log = logging.getLogger(__name__)
 
 
@@ -112,14 +112,14 @@ class Predictor:
         if beats:
             bw = [windows[i] for i in beats]
             probs = self._forward("beat", *beat_inputs(bw, self.beat.leads))
-            for i, w, p in zip(beats, bw, probs, strict=True):
-                out.results[i] = self._beat_result(w, p)
+            for i, res in zip(beats, self._beat_results(bw, probs), strict=True):
+                out.results[i] = res
         if rhythms:
             rw = [windows[i] for i in rhythms]
             x, feats = rhythm_inputs(rw, self.rhythm.leads)
             probs = self._forward("rhythm", x, feats)
-            for i, w, p, f in zip(rhythms, rw, probs, feats, strict=True):
-                out.results[i] = self._rhythm_result(w, p, f)
+            for i, res in zip(rhythms, self._rhythm_results(rw, probs, feats), strict=True):
+                out.results[i] = res
         return out
 
     def _forward(self, kind: str, x: np.ndarray, aux: np.ndarray) -> np.ndarray:
@@ -144,26 +144,41 @@ class Predictor:
         n = xt[0].numel()
         return dev[:, :n].reshape(xt.shape), dev[:, n:].reshape(at.shape)
 
-    def _beat_result(self, w: BeatWindow, p: np.ndarray) -> BeatResult:
-        return BeatResult(w.device_id, w.unit, w.segment, w.beat_index, w.r_time_us,
-                          w.last_sample_time_us, self.beat.classes[int(np.argmax(p))],
-                          tuple(round(float(v), 4) for v in p), w.rr_prev_s, w.quality,
-                          self.version)
+    def _beat_results(self, ws: list[BeatWindow], probs: np.ndarray) -> list[BeatResult]:
+        """(B, K) probabilities -> results; argmax and rounding done once for the batch."""
+        classes, version = self.beat.classes, self.version
+        return [BeatResult(w.device_id, w.unit, w.segment, w.beat_index, w.r_time_us,
+                           w.last_sample_time_us, classes[k], p, w.rr_prev_s, w.quality, version)
+                for w, k, p in zip(ws, probs.argmax(axis=1).tolist(), _rounded(probs),
+                                   strict=True)]
 
-    def _rhythm_result(self, w: RhythmWindow, p: np.ndarray, feats: np.ndarray) -> RhythmResult:
-        label = self.rhythm.classes[int(np.argmax(p))]
+    def _rhythm_results(self, ws: list[RhythmWindow], probs: np.ndarray,
+                        feats: np.ndarray) -> list[RhythmResult]:
+        classes, version = self.rhythm.classes, self.version
+        labels = [classes[k] for k in probs.argmax(axis=1).tolist()]
         if self.rate_rules is not None:
-            label = self.rate_rules.apply(label, feats)
-        return RhythmResult(w.device_id, w.unit, w.segment, w.window_index, w.start_time_us,
-                            w.end_time_us, w.last_sample_time_us, label,
-                            tuple(round(float(v), 4) for v in p), heart_rate_bpm(w.beat_times_us),
-                            w.quality, self.version)
+            labels = [self.rate_rules.apply(label, f) for label, f in zip(labels, feats,
+                                                                          strict=True)]
+        hrs = heart_rates_bpm([w.beat_times_us for w in ws])
+        return [RhythmResult(w.device_id, w.unit, w.segment, w.window_index, w.start_time_us,
+                             w.end_time_us, w.last_sample_time_us, label, p, hr, w.quality,
+                             version)
+                for w, label, p, hr in zip(ws, labels, _rounded(probs), hrs, strict=True)]
+
+
+def _rounded(probs: np.ndarray) -> list[tuple[float, ...]]:
+    """(B, K) -> per row a tuple of Python floats rounded to 4 decimals (Python's round)."""
+    return [tuple(round(v, 4) for v in row) for row in probs.tolist()]
+
+
+def heart_rates_bpm(beat_times_us: list[tuple[int, ...]]) -> list[float]:
+    """60 / median RR of each window's beats (one batched median); 0.0 with < 2 beats."""
+    rr, n = ragged_rr(beat_times_us)
+    med = padded_median(rr, n).tolist()
+    return [round(60.0 / m, 1) if k > 0 and m > 0 else 0.0
+            for m, k in zip(med, n.tolist(), strict=True)]
 
 
 def heart_rate_bpm(beat_times_us: tuple[int, ...]) -> float:
-    """60 / median RR of the window's beats; 0.0 with fewer than two beats."""
-    if len(beat_times_us) < 2:
-        return 0.0
-    rr = np.diff(np.asarray(beat_times_us, dtype=np.float64)) / _US
-    med = float(np.median(rr))
-    return round(60.0 / med, 1) if med > 0 else 0.0
+    """60 / median RR of one window's beats; 0.0 with fewer than two beats."""
+    return heart_rates_bpm([beat_times_us])[0]

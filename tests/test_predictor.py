@@ -9,7 +9,7 @@ import torch
 from cardiostream.features import ModelLoadError
 from cardiostream.schemas import BeatResult, BeatWindow, RhythmResult, RhythmWindow
 from cardiostream.signal import DEFAULT_SPEC
-from inference.predictor import Predictor, choose_device, heart_rate_bpm
+from inference.predictor import Predictor, choose_device, heart_rate_bpm, heart_rates_bpm
 from tests.inference_models import write_model_dir
 
 SPEC = DEFAULT_SPEC
@@ -65,6 +65,21 @@ def test_batched_equals_one_by_one(model_dir) -> None:
     assert together == alone
 
 
+def test_mixed_batch_with_rhythm_windows_equals_one_by_one(tmp_path) -> None:
+    # Result objects are built for the whole batch at once (argmax, rounding, heart rate):
+    # each must equal the window's result in a batch of one, whatever its neighbours.
+    pred = Predictor(write_model_dir(tmp_path, rate_rules=True), device="cpu")
+    rng = np.random.default_rng(1)
+    rhythms = [rhythm_window(i, list(rng.uniform(0.3, 1.4, k))) for i, k in
+               enumerate((0, 1, 2, 5, 11, 14, 30))]
+    rhythms.append(rhythm_window(7, [0.8, 0.8, 3.2, 0.8, 0.8]))      # a pause
+    beats = [beat_window(i, float(pp)) for i, pp in enumerate(rng.uniform(0.5, 6.0, 8))]
+    batch = [w for pair in zip(beats, rhythms, strict=True) for w in pair]
+    together = pred.predict(batch).results
+    assert together == [pred.predict([w]).results[0] for w in batch]
+    assert [r.rhythm for r in together[1::2]][-1] == "PAUSE"
+
+
 def test_rate_rules_from_metadata_are_applied(tmp_path) -> None:
     pred = Predictor(write_model_dir(tmp_path, rate_rules=True), device="cpu")
     out = pred.predict([rhythm_window(0, [0.8, 0.8, 3.2, 0.8, 0.8])]).results[0]
@@ -94,3 +109,13 @@ def test_missing_model_folder_is_a_typed_error(tmp_path) -> None:
 def test_heart_rate_from_beat_times() -> None:
     assert heart_rate_bpm(()) == 0.0
     assert heart_rate_bpm((0, US, 2 * US, 2 * US + 500_000)) == pytest.approx(60.0)
+
+
+def test_batched_heart_rates_equal_numpy_median() -> None:
+    rng = np.random.default_rng(2)
+    windows = [(), (5 * US,), (0, 700_000)] + [
+        tuple(int(t) for t in np.cumsum(rng.integers(300_000, 1_500_000, k)))
+        for k in (3, 4, 9, 20)]
+    expected = [0.0 if len(t) < 2 else round(60.0 / float(np.median(np.diff(t) / US)), 1)
+                for t in windows]
+    assert heart_rates_bpm(windows) == expected
