@@ -9,7 +9,11 @@ ward produces them (every beat and rhythm window of a record, in stream order):
   up``): poll, decode, predict, alarm state machines, results producer flushed
   (acks=all), Redis pipeline, offset commit -- ``max_batch`` = the batch size.
 
-Batch size 1 is the unbatched baseline in both.
+Batch size 1 is the unbatched baseline in both. Each row also splits the
+main thread's CPU time per window by phase (``time.thread_time`` around the
+predictor's feature preparation and forward pass, and around the worker's
+predict, alarm, send, Redis, poll and commit calls; the wrappers cost about
+1 µs per call); ``other threads`` is kafka-python's I/O threads.
 
     nice python bench/bench_inference.py --mode both --out docs/bench/inference_cpu.json
 
@@ -28,12 +32,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import zip_longest
 from pathlib import Path
 
 import torch
 
+import inference.predictor as predictor_module
 from cardiostream.processing import process_record
 from cardiostream.records import load_record
 from cardiostream.settings import Settings
@@ -75,17 +82,57 @@ def windows_of(record: str, settings: Settings, spec, n: int | None) -> list:
     return ws if n is None else (ws * (n // len(ws) + 1))[:n]
 
 
-def throughput(pred: Predictor, windows: list, size: int, min_s: float) -> tuple[float, float]:
-    """(windows per wall second, CPU µs per window) in batches of ``size``."""
+class PhaseClock:
+    """Main-thread CPU seconds spent inside wrapped callables, by phase name."""
+
+    def __init__(self) -> None:
+        self.cpu: Counter[str] = Counter()
+
+    def timed(self, inner: Callable, phase: str) -> Callable:
+        def call(*args, **kwargs):
+            t0 = time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.cpu[phase] += time.thread_time() - t0
+        return call
+
+    def wrap(self, obj: object, attr: str, phase: str) -> None:
+        setattr(obj, attr, self.timed(getattr(obj, attr), phase))
+
+    def per_window(self, n: int, thread_s: float, process_s: float, rest: str) -> dict:
+        """µs per window by phase; ``rest`` = main thread outside the wrapped calls."""
+        out = {k: round(v / n * 1e6, 1) for k, v in self.cpu.items()}
+        out[rest] = round((thread_s - sum(self.cpu.values())) / n * 1e6, 1)
+        out["other threads"] = round((process_s - thread_s) / n * 1e6, 1)
+        return out
+
+
+def model_clock(pred: Predictor) -> PhaseClock:
+    """Time the predictor's feature preparation and forward pass (module names patched)."""
+    clock = PhaseClock()
+    for name in ("beat_inputs", "rhythm_inputs"):
+        setattr(predictor_module, name, clock.timed(getattr(predictor_module, name),
+                                                    "features"))
+    clock.wrap(pred, "_forward", "forward")
+    return clock
+
+
+def throughput(pred: Predictor, clock: PhaseClock, windows: list, size: int,
+               min_s: float) -> tuple[float, float, dict]:
+    """(windows per wall second, CPU µs per window, phases) in batches of ``size``."""
     pred.predict(windows[:size])                                # warm-up (allocations, JIT)
-    done, t0, c0 = 0, time.perf_counter(), time.process_time()
+    clock.cpu.clear()
+    done, t0, c0, m0 = 0, time.perf_counter(), time.process_time(), time.thread_time()
     while True:
         for i in range(0, len(windows) - size + 1, size):
             pred.predict(windows[i:i + size])
             done += size
             if time.perf_counter() - t0 >= min_s and done >= 4 * size:
-                return (done / (time.perf_counter() - t0),
-                        (time.process_time() - c0) / done * 1e6)
+                cpu = time.process_time() - c0
+                return (done / (time.perf_counter() - t0), cpu / done * 1e6,
+                        clock.per_window(done, time.thread_time() - m0, cpu,
+                                         "result objects, rest"))
 
 
 def ward_order(windows: list, prefix: str, devices: int) -> list:
@@ -97,8 +144,22 @@ def ward_order(windows: list, prefix: str, devices: int) -> list:
     return [w for group in zip_longest(*pats) for w in group if w is not None]
 
 
-def worker_rate(settings: Settings, windows: list, size: int) -> tuple[float, float]:
-    """(windows/s, worker-process CPU µs per window) with ``max_batch=size`` (join excluded)."""
+def worker_clock(worker) -> PhaseClock:
+    clock = PhaseClock()
+    for obj, attr, phase in ((worker.predictor, "predict", "predict"),
+                             (worker.decider, "feed", "alarm state machines"),
+                             (worker.producer, "send", "results send"),
+                             (worker.producer, "flush", "results flush"),
+                             (worker.sink, "write", "redis"),
+                             (worker.consumer, "poll", "poll"),
+                             (worker.consumer, "commit", "commit")):
+        clock.wrap(obj, attr, phase)
+    return clock
+
+
+def worker_rate(settings: Settings, windows: list, size: int) -> tuple[float, float, dict]:
+    """(windows/s, worker-process CPU µs per window, phases) with ``max_batch=size``
+    (joining the group and the first batch excluded)."""
     from kafka import KafkaProducer
 
     from cardiostream.infra import kafka as infra_kafka
@@ -123,16 +184,21 @@ def worker_rate(settings: Settings, windows: list, size: int) -> tuple[float, fl
         producer.flush()
         producer.close()
         worker = build_worker(s)
+        clock = worker_clock(worker)
         while worker.processed == 0:                      # join the group, first batch
             worker.step()
-        start_n, t0, c0 = worker.processed, time.perf_counter(), time.process_time()
+        clock.cpu.clear()
+        start_n, t0 = worker.processed, time.perf_counter()
+        c0, m0 = time.process_time(), time.thread_time()
         while worker.processed < len(windows):
             worker.step()
         n = worker.processed - start_n
-        rate, cpu = n / (time.perf_counter() - t0), (time.process_time() - c0) / n * 1e6
+        cpu_s, thread_s = time.process_time() - c0, time.thread_time() - m0
+        rate = n / (time.perf_counter() - t0)
+        phases = clock.per_window(n, thread_s, cpu_s, "decode, encode, rest")
         worker.producer.close(timeout=10)
         worker.consumer.close(autocommit=False)
-        return rate, cpu
+        return rate, cpu_s / n * 1e6, phases
     finally:
         topics.delete(topics.topic_names(s), infra_kafka.node(s))
 
@@ -162,10 +228,11 @@ def main(argv: list[str] | None = None) -> int:
     beats = sum(w.kind == "beat" for w in windows)
     rows = []
     if args.mode in ("model", "both"):
+        clock = model_clock(pred)
         for size in SIZES:
-            wps, cpu = throughput(pred, windows, size, args.min_s)
+            wps, cpu, phases = throughput(pred, clock, windows, size, args.min_s)
             rows.append({"level": "model", "batch": size, "windows_per_s": round(wps, 1),
-                         "cpu_us_per_window": round(cpu, 1)})
+                         "cpu_us_per_window": round(cpu, 1), "phases_cpu_us": phases})
             print(f"model  batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
     if args.mode in ("worker", "both"):
         ws = windows_of(args.record, settings, model_spec(pred.beat.metadata), None)
@@ -173,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
             update={"model_dir": model_dir})})
         for size in WORKER_SIZES:
             n = args.worker_windows // (10 if size == 1 else 1)
-            wps, cpu = worker_rate(wsettings, ws[:n], size)
+            wps, cpu, phases = worker_rate(wsettings, ws[:n], size)
             rows.append({"level": "worker", "batch": size, "windows_per_s": round(wps, 1),
-                         "cpu_us_per_window": round(cpu, 1)})
+                         "cpu_us_per_window": round(cpu, 1), "phases_cpu_us": phases})
             print(f"worker batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
     for level in ("model", "worker"):
         mine = [r for r in rows if r["level"] == level]
