@@ -203,6 +203,34 @@ def worker_rate(settings: Settings, windows: list, size: int) -> tuple[float, fl
         topics.delete(topics.topic_names(s), infra_kafka.node(s))
 
 
+def sweep(level: str, sizes: tuple[int, ...], repeats: int,
+          measure: Callable[[int], tuple[float, float, dict]]) -> list[dict]:
+    """Every size once per repeat (so load drift hits all sizes alike); per size the median
+    run by windows/s, every run's rate and 1-min load, and the per-repeat ratio to size 1."""
+    runs: dict[int, list[tuple[float, float, dict, float]]] = {size: [] for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            wps, cpu, phases = measure(size)
+            runs[size].append((wps, cpu, phases, os.getloadavg()[0]))
+            print(f"{level:6s} batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr,
+                  flush=True)
+    def median(size: int) -> tuple[float, float, dict, float]:
+        return sorted(runs[size], key=lambda r: r[0])[len(runs[size]) // 2]
+
+    base = median(sizes[0])[0]
+    rows = []
+    for size in sizes:
+        wps, cpu, phases, _ = median(size)
+        rows.append({"level": level, "batch": size, "windows_per_s": round(wps, 1),
+                     "cpu_us_per_window": round(cpu, 1), "phases_cpu_us": phases,
+                     "speedup_vs_unbatched": round(wps / base, 2),
+                     "runs_windows_per_s": [round(r[0], 1) for r in runs[size]],
+                     "runs_speedup": [round(r[0] / u[0], 2)
+                                      for r, u in zip(runs[size], runs[sizes[0]], strict=True)],
+                     "runs_load_1min": [round(r[3], 2) for r in runs[size]]})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", type=Path, default=None)
@@ -214,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--half", action="store_true", help="fp16 (CUDA only)")
     ap.add_argument("--out", type=Path, default=Path("docs/bench/inference_cpu.json"))
     ap.add_argument("--mode", default="both", choices=("model", "worker", "both"))
+    ap.add_argument("--repeats", type=int, default=3, help="sweeps; the median run is kept")
     ap.add_argument("--worker-windows", type=int, default=3000, help="per batch size (÷10 at 1)")
     args = ap.parse_args(argv)
     global LOAD_AT_START
@@ -228,26 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     beats = sum(w.kind == "beat" for w in windows)
     rows = []
     if args.mode in ("model", "both"):
-        clock = model_clock(pred)
-        for size in SIZES:
-            wps, cpu, phases = throughput(pred, clock, windows, size, args.min_s)
-            rows.append({"level": "model", "batch": size, "windows_per_s": round(wps, 1),
-                         "cpu_us_per_window": round(cpu, 1), "phases_cpu_us": phases})
-            print(f"model  batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
+        rows += sweep("model", SIZES, args.repeats,
+                      lambda size, clock=model_clock(pred): throughput(pred, clock, windows,
+                                                                       size, args.min_s))
     if args.mode in ("worker", "both"):
         ws = windows_of(args.record, settings, model_spec(pred.beat.metadata), None)
         wsettings = settings.model_copy(update={"paths": settings.paths.model_copy(
             update={"model_dir": model_dir})})
-        for size in WORKER_SIZES:
-            n = args.worker_windows // (10 if size == 1 else 1)
-            wps, cpu, phases = worker_rate(wsettings, ws[:n], size)
-            rows.append({"level": "worker", "batch": size, "windows_per_s": round(wps, 1),
-                         "cpu_us_per_window": round(cpu, 1), "phases_cpu_us": phases})
-            print(f"worker batch {size:4d}: {wps:10.1f} windows/s", file=sys.stderr, flush=True)
-    for level in ("model", "worker"):
-        mine = [r for r in rows if r["level"] == level]
-        for r in mine:
-            r["speedup_vs_unbatched"] = round(r["windows_per_s"] / mine[0]["windows_per_s"], 2)
+        rows += sweep("worker", WORKER_SIZES, args.repeats, lambda size: worker_rate(
+            wsettings, ws[:args.worker_windows // (10 if size == 1 else 1)], size))
     device = (torch.cuda.get_device_name(0) if args.device == "cuda"
               else f"{platform.processor() or platform.machine()} CPU, {args.threads} thread(s)")
     doc = {"device": device, "half": pred.half, "models": "stand-in (untrained, same "
