@@ -141,10 +141,8 @@ def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float)
 
 def serve_null_dsp(argv: list[str]) -> None:
     """A worker whose DSP does nothing: the Faust + Kafka + decode + sequencing overhead."""
-    import faust
-
     from cardiostream.metrics import start_metrics_server
-    from streamer.app import create_app
+    from streamer.app import create_app, worker
     from streamer.pipeline import Dsp
     from streamer.segments import ensure_topic
 
@@ -157,7 +155,7 @@ def serve_null_dsp(argv: list[str]) -> None:
     ensure_topic(settings)
     app = create_app(settings, dsp=null)
     start_metrics_server(args.metrics_port)
-    faust.Worker(app, loglevel=args.loglevel, quiet=True).execute_from_commandline()
+    worker(app, args.loglevel).execute_from_commandline()
 
 
 def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,

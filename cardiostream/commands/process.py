@@ -37,10 +37,8 @@ def process(
 
 
 def _run_worker(settings, port: int, loglevel: str) -> None:
-    import faust
-
     from cardiostream.metrics import start_metrics_server
-    from streamer.app import create_app
+    from streamer.app import create_app, worker
     from streamer.segments import ensure_topic
 
     ensure_topic(settings)
@@ -48,7 +46,7 @@ def _run_worker(settings, port: int, loglevel: str) -> None:
     if port >= 0:
         bound = start_metrics_server(port)
         typer.echo(f"processor metrics on :{bound}/metrics", err=True)
-    faust.Worker(app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    worker(app, loglevel).execute_from_commandline()
 
 
 def _run_children(workers: int, port: int, loglevel: str) -> int:
