@@ -130,14 +130,21 @@ def test_alarm_view_dates_the_alarm_layers_af_episodes():
 
 
 @needs_data
-def test_dominant_features_of_a_cached_record_are_one_row_per_window():
-    from cardiostream.rr_features import DOMINANT_RR_FEATURES
-    from training.rhythm import dominant_features
+def test_dominant_features_from_the_cache_equal_those_of_the_stream_windows():
+    """Train/serve parity of the candidate features: cached arrays == RhythmWindow fields."""
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
+    from training.rhythm_af import dominant_features
 
-    cached = cut_record(MITDB, "119", DEFAULT_SPEC, sampto=int(60 * 360))
+    sampto = int(60 * 360)
+    cached = cut_record(MITDB, "119", DEFAULT_SPEC, sampto=sampto)
     f = dominant_features(cached)
     assert f.shape == (len(cached["rhythm_start_us"]), len(DOMINANT_RR_FEATURES))
     assert np.isfinite(f).all() and ((f[:, 0] > 0) & (f[:, 0] <= 1)).all()
+    windows = process_record(load_record(MITDB, "119", sampto=sampto), DEFAULT_SPEC,
+                             chunk_s=0.5, start_us=0).rhythms
+    online = np.stack([dominant_rr_features(np.asarray(w.beat_times_us), w.start_time_us,
+                                            w.samples[0], w.fs_hz) for w in windows])
+    np.testing.assert_array_equal(online, f)
 
 
 def test_export_refuses_a_model_the_worker_cannot_feed(tmp_path):
@@ -146,3 +153,36 @@ def test_export_refuses_a_model_the_worker_cannot_feed(tmp_path):
     result = RhythmTrainResult(None, RhythmTrainConfig(dominant_rr=True), {}, {})  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="rhythm_inputs"):
         export_rhythm(result, tmp_path, DEFAULT_SPEC)
+
+
+def test_af_gate_decides_af_and_scripts(tmp_path):
+    """The gated candidate: argmax is AF exactly when P(AF) > 0.5; TorchScript gives the same."""
+    from training.models import RhythmNet
+    from training.rhythm import AF_INDICES, RHYTHM_MODEL_CLASSES
+    from training.rhythm_af import (
+        AF_HEAD_FEATURES,
+        CANDIDATE_FEATURES,
+        AfGatedRhythmNet,
+        fit_af_head,
+    )
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(CANDIDATE_FEATURES))).astype(np.float32)
+    col = CANDIDATE_FEATURES.index("dominant_nn_cv")
+    is_af = x[:, col] > 0.3                               # AF iff one irregularity feature
+    k = len(RHYTHM_MODEL_CLASSES)
+    torch.manual_seed(0)
+    make = lambda: AfGatedRhythmNet(RhythmNet(x.shape[1], k), [CANDIDATE_FEATURES.index(n)  # noqa: E731
+                                    for n in AF_HEAD_FEATURES], list(AF_INDICES), k)
+    model = fit_af_head(make(), x, is_af, seed=0)
+    feats, dummy = torch.from_numpy(x), torch.zeros(len(x), 1, 1)
+    with torch.inference_mode():
+        pred = model(dummy, feats).argmax(1).numpy()
+        gate = (model.p_af(feats) > 0.5).numpy()
+    np.testing.assert_array_equal(np.isin(pred, AF_INDICES), gate)
+    assert (gate == is_af).mean() > 0.95
+    again = fit_af_head(make(), x, is_af, seed=0)
+    torch.testing.assert_close(again.head.weight, model.head.weight, rtol=0, atol=0)
+    scripted = torch.jit.script(model)
+    with torch.inference_mode():
+        torch.testing.assert_close(scripted(dummy, feats), model(dummy, feats))

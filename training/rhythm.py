@@ -14,10 +14,13 @@ out-of-fold decisions: per window (what ``cardiostream evaluate`` and the
 worker's RhythmResult say) and as the alarm layer would call them (the
 ``rhythm_on_windows`` / ``rhythm_off_windows`` hysteresis of inference/alarms.py).
 
-``dominant_rr=True`` (a candidate, ``python -m training.rhythm``) appends
-``cardiostream.rr_features.DOMINANT_RR_FEATURES`` to the window features. The
-worker's ``features.rhythm_inputs`` does not compute them yet, so such a model
-must not be exported to the default model folder (``export_rhythm`` refuses).
+Candidate AF evidence (``training.rhythm_af``, ``python -m training.rhythm``):
+``dominant_rr=True`` appends ``cardiostream.rr_features.DOMINANT_RR_FEATURES`` to
+the window features, ``af_head=True`` lets a logistic AF gate over irregularity
+and P-wave features decide AF. While the worker's ``features.rhythm_inputs`` does
+not compute those features (``rhythm_af.FEATURES_ONLINE`` False) such a model
+must not be exported (``export_rhythm`` refuses); once it does, ``af_head`` is the
+default and the features come from ``rhythm_inputs`` itself.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from cardiostream.records import NON_PACED
 from cardiostream.signal import SignalSpec
 from training.datasets import build_cache, load_arrays, rhythm_features
 from training.models import RhythmNet
+from training.rhythm_af import CANDIDATE_FEATURES, FEATURES_ONLINE
 from training.train import seed_everything, set_threads
 
 RHYTHM_MODEL_CLASSES: tuple[str, ...] = ("N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T")
@@ -51,12 +55,13 @@ class RhythmTrainConfig:
     hidden: int = 32
     folds: int = 5
     records: tuple[str, ...] = NON_PACED
-    dominant_rr: bool = False    # candidate features (cardiostream.rr_features), not online yet
+    dominant_rr: bool = False    # append rr_features columns (only while not online)
+    af_head: bool = FEATURES_ONLINE   # AF gate (training.rhythm_af) over those columns
 
 
 @dataclass
 class RhythmTrainResult:
-    model: RhythmNet
+    model: torch.nn.Module
     config: RhythmTrainConfig
     cv_predictions: dict[str, np.ndarray]        # record -> class index per window
     cv_window_metrics: dict
@@ -66,12 +71,16 @@ class RhythmTrainResult:
 
 
 def cached_features(npz: Path, arrays: dict) -> np.ndarray:
-    """rhythm_features of a cached record, memoised beside it per features.py content."""
+    """rhythm_features of a cached record, memoised beside it per features.py (and the
+    rr_features.py it may call) content."""
     import hashlib
 
     import cardiostream.features as feat_mod
+    import cardiostream.rr_features as rr_mod
 
-    tag = hashlib.sha256(Path(feat_mod.__file__).read_bytes()).hexdigest()[:10]
+    h = hashlib.sha256(Path(feat_mod.__file__).read_bytes())
+    h.update(Path(rr_mod.__file__).read_bytes())
+    tag = h.hexdigest()[:10]
     path = npz.with_name(f"{npz.stem}.rf-{tag}.npy")
     if path.exists():
         return np.load(path)
@@ -80,25 +89,32 @@ def cached_features(npz: Path, arrays: dict) -> np.ndarray:
     return feats
 
 
-def dominant_features(arrays: dict) -> np.ndarray:
-    """Candidate features of a cached record: (windows, len(DOMINANT_RR_FEATURES)) float32."""
-    from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
-
-    off, bt = arrays["rhythm_beat_offsets"], arrays["rhythm_beat_times_us"]
-    fs, starts = float(arrays["rhythm_fs_hz"]), arrays["rhythm_start_us"]
-    if len(starts) == 0:
-        return np.zeros((0, len(DOMINANT_RR_FEATURES)), np.float32)
-    return np.stack([dominant_rr_features(bt[off[i]:off[i + 1]], int(starts[i]),
-                                          arrays["rhythm_samples0"][i], fs)
-                     for i in range(len(starts))])
-
-
 def target_index(codes: np.ndarray) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(RHYTHM_MODEL_CLASSES)}
     return np.array([lookup.get(str(c), 0) for c in codes], dtype=np.int64)
 
 
-def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> RhythmNet:
+def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> torch.nn.Module:
+    """The MLP (``fit_mlp``), wrapped in the AF gate when ``cfg.af_head``."""
+    mlp = fit_mlp(x, y, cfg)
+    if not cfg.af_head:
+        return mlp
+    from training.rhythm_af import (
+        AF_HEAD_FEATURES,
+        CANDIDATE_FEATURES,
+        AfGatedRhythmNet,
+        fit_af_head,
+    )
+
+    if x.shape[1] != len(CANDIDATE_FEATURES):
+        raise ValueError(f"af_head needs the {len(CANDIDATE_FEATURES)} candidate features "
+                         f"(dominant_rr=True while they are not online), got {x.shape[1]}")
+    gated = AfGatedRhythmNet(mlp, [CANDIDATE_FEATURES.index(n) for n in AF_HEAD_FEATURES],
+                             list(AF_INDICES), len(RHYTHM_MODEL_CLASSES))
+    return fit_af_head(gated, x, np.isin(y, AF_INDICES), cfg.seed)
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> RhythmNet:
     """Full-batch AdamW on standardised features, class-weighted CE (inverse sqrt freq)."""
     torch.manual_seed(cfg.seed)
     model = RhythmNet(x.shape[1], len(RHYTHM_MODEL_CLASSES), cfg.hidden)
@@ -120,7 +136,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> RhythmNet:
 
 
 @torch.inference_mode()
-def predict_windows(model: RhythmNet, feats: np.ndarray) -> np.ndarray:
+def predict_windows(model: torch.nn.Module, feats: np.ndarray) -> np.ndarray:
     if len(feats) == 0:
         return np.zeros(0, dtype=np.int64)
     return model(torch.zeros(len(feats), 1, 1), torch.from_numpy(feats)).argmax(1).numpy()
@@ -156,7 +172,9 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
     paths = build_cache(data_dir, cfg.records, spec, cache_dir)
     arrays = load_arrays(paths)
     feats = {r: cached_features(paths[r][0], arrays[r]) for r in cfg.records}
-    if cfg.dominant_rr:
+    if cfg.dominant_rr and not FEATURES_ONLINE:
+        from training.rhythm_af import dominant_features
+
         feats = {r: np.concatenate([f, dominant_features(arrays[r])], axis=1)
                  for r, f in feats.items()}
     labels = {r: target_index(arrays[r]["rhythm_label"]) for r in cfg.records}
@@ -283,9 +301,9 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     from training.export import base_metadata, export_model
 
     cfg = result.config
-    if cfg.dominant_rr:
-        raise ValueError("a dominant_rr model needs features.rhythm_inputs to compute "
-                         "rr_features.DOMINANT_RR_FEATURES online; save it with "
+    if (cfg.dominant_rr or cfg.af_head) and not FEATURES_ONLINE:
+        raise ValueError("this model reads rr_features.DOMINANT_RR_FEATURES, which "
+                         "features.rhythm_inputs does not compute yet; save it with "
                          "save_candidate, not export_rhythm")
     meta = base_metadata("rhythm", spec, cfg.seed) | {
         "classes": list(RHYTHM_MODEL_CLASSES), "leads_used": [0],
@@ -296,6 +314,7 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
         "input": {"x": ["B", 1, round(spec.rhythm_window_s * spec.rhythm_fs_hz)],
                   "feats": ["B", len(RHYTHM_FEATURES)], "x_used": False},
         "training_records": dict(result.record_hashes), "config": asdict(cfg),
+        "af_gate": _af_gate_meta() if cfg.af_head else None,
         "train_seconds": round(result.seconds, 1),
         "metrics": {"cv": result.cv_summary},
     }
@@ -303,17 +322,22 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     return export_model(result.model, example, Path(folder) / "rhythm", meta)
 
 
+def _af_gate_meta() -> dict:
+    from training.rhythm_af import AF_HEAD_FEATURES, AF_THRESHOLD
+
+    return {"model": "logistic regression, P(AF) > threshold decides AF vs the rest",
+            "features": list(AF_HEAD_FEATURES), "threshold": AF_THRESHOLD}
+
+
 def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:
     """A candidate (not loadable by the worker): weights, config and CV figures as JSON."""
     import json
 
-    from cardiostream.rr_features import DOMINANT_RR_FEATURES
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(result.model.state_dict(), folder / "weights.pt")
-    names = list(RHYTHM_FEATURES) + (list(DOMINANT_RR_FEATURES) if result.config.dominant_rr
-                                     else [])
+    names = list(CANDIDATE_FEATURES if result.config.dominant_rr or result.config.af_head
+                 else RHYTHM_FEATURES)
     (folder / "candidate.json").write_text(json.dumps(
         {"classes": list(RHYTHM_MODEL_CLASSES), "features": names,
          "config": asdict(result.config), "training_records": result.record_hashes,
@@ -322,7 +346,7 @@ def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m training.rhythm [--dominant-rr] [--seed N] --out DIR``: CV + candidate."""
+    """``python -m training.rhythm [--dominant-rr [--af-head]] [--seed N] --out DIR``."""
     import argparse
     import json
 
@@ -333,9 +357,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dominant-rr", action="store_true")
+    ap.add_argument("--af-head", action="store_true")
     args = ap.parse_args(argv)
     settings = load_settings()
-    result = train_rhythm(RhythmTrainConfig(seed=args.seed, dominant_rr=args.dominant_rr),
+    result = train_rhythm(RhythmTrainConfig(seed=args.seed, dominant_rr=args.dominant_rr,
+                                            af_head=args.af_head),
                           settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
                           cv_dir=args.out / "cv")
     save_candidate(result, args.out)
