@@ -107,25 +107,29 @@ def test_different_seed_changes_the_weights(tmp_path):
 def test_alarm_view_dates_the_alarm_layers_af_episodes():
     """CV 'alarm' episodes = the AF alarms inference.alarms raises and clears, window by window."""
     from inference.alarms import _Event, new_state
-    from training.rhythm import alarm_view
+    from training.rhythm_cv import alarm_view
 
     cfg = Settings().alarms
     on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
     rng = np.random.default_rng(0)
-    for _ in range(50):
+    for trial in range(60):
         pred = rng.choice([0, 1, 2, 3], size=80, p=[0.4, 0.3, 0.2, 0.1])
+        good = rng.random(80) > (0.2 if trial % 2 else 0.0)   # noisy windows skip the streak
         state, events = new_state("d", "u"), []
         for i, k in enumerate(pred):
             ev = _Event(state, cfg, i, i)      # device time = window index
-            ev.streak("afib", int(k) in (1, 2), i, on, off)
+            if good[i]:                        # _model_conditions(yellow=all leads good)
+                ev.streak("afib", int(k) in (1, 2), i, on, off)
             events += [(a.state, a.onset_time_us, a.time_us) for a in ev.out]
-        d = np.diff(np.concatenate([[0], alarm_view(pred, on, off).astype(int), [0]]))
+        view = alarm_view(pred, on, off, good)
+        d = np.diff(np.concatenate([[0], view.astype(int), [0]]))
         starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
         raised = [(o, t) for s, o, t in events if s == "raised"]
         cleared = [t for s, o, t in events if s == "cleared"]
         assert [o for o, _ in raised] == starts.tolist()             # dated from the streak
-        assert [t - on + 1 for _, t in raised] == starts.tolist()
-        assert [t - off + 1 for t in cleared] == ends[:len(cleared)].tolist()
+        assert all(good[o:t + 1].sum() == on for o, t in raised)   # on-th good AF window
+        firsts = [int(np.flatnonzero(good[:t + 1])[-off]) for t in cleared]
+        assert firsts == ends[:len(cleared)].tolist()     # ends where the non-AF streak began
         assert len(cleared) in (len(ends), len(ends) - 1)             # last may stay open
 
 
