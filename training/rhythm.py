@@ -71,15 +71,15 @@ class RhythmTrainResult:
 
 
 def cached_features(npz: Path, arrays: dict) -> np.ndarray:
-    """rhythm_features of a cached record, memoised beside it per features.py (and the
-    rr_features.py it may call) content."""
+    """rhythm_features of a cached record, memoised beside it per the content of the
+    feature modules (features.py and the *features.py modules beside it it may call)."""
     import hashlib
 
     import cardiostream.features as feat_mod
-    import cardiostream.rr_features as rr_mod
 
-    h = hashlib.sha256(Path(feat_mod.__file__).read_bytes())
-    h.update(Path(rr_mod.__file__).read_bytes())
+    h = hashlib.sha256()
+    for src in sorted(Path(feat_mod.__file__).parent.glob("*features.py")):
+        h.update(src.name.encode() + src.read_bytes())
     tag = h.hexdigest()[:10]
     path = npz.with_name(f"{npz.stem}.rf-{tag}.npy")
     if path.exists():
