@@ -38,10 +38,13 @@ _US = 1_000_000
 # Record timestamps are the producer's wall clock; allow for produce jitter and batching.
 TIMESTAMP_SLACK_S = 5.0
 READ_TIMEOUT_S = 30.0
-# Re-read beyond warmup_s: a rhythm window is emitted only once the detector has decided
-# every beat up to its end plus a margin (windowing: 0.15 s + the QRS look-ahead, ~0.32 s;
-# longer when a search-back is pending), so windows ending up to this long before the
-# committed offset may still be unsent; re-reading them lets the new state cut them.
+# Re-read beyond warmup_s: a rhythm window is sent only once the detector has decided every
+# beat up to its end plus a fixed delay (windowing margin 0.15 s + QRS look-ahead 0.17 s +
+# the detector's 0.17 s scan lag = 0.49 s; search-back beats committed later are left out,
+# they do not delay it), so a window that ended < 0.49 s before the committed offset may be
+# unsent and its successor must re-read its whole 10 s. 10.49 s would do; 2 s also gives the
+# detector 1.5 s more history, which halves the beats that differ from an uninterrupted
+# stream after a restart (0.30 % -> 0.15 %, bench/bench_warmup.py, docs/processor.md).
 RHYTHM_SLACK_S = 2.0
 Anchor = Callable[[str], "int | None"]     # device id -> its current segment start (µs)
 
