@@ -22,7 +22,10 @@ the median of those segments (``p_wave_corr``, mean Pearson correlation: a sinus
 P wave repeats beat after beat, fibrillatory waves do not), and the median
 segment's peak-to-peak is related to the QRS's (``p_wave_to_qrs``: averaging over
 the window keeps a P wave and cancels f-waves). Only beats after an RR > 0.4 s
-are used, so the previous T wave stays out of the segment.
+are used, so the previous T wave stays out of the segment; at faster rates (or with
+fewer than 3 such beats) there is no P-wave evidence, and ``p_wave_measured`` = 0
+says so, lest "not measured" (0, 0) read as "no P wave" (fast sinus rhythm or SVT
+would look like AF).
 
 Inputs are the window's own fields (``RhythmWindow.beat_times_us``,
 ``start_time_us``, ``samples[0]``, ``fs_hz``), so a stateless worker computes the
@@ -36,7 +39,7 @@ import numpy as np
 
 DOMINANT_RR_FEATURES: tuple[str, ...] = (
     "dominant_frac", "dominant_nn_cv", "dominant_nn_rmssd_over_mean",
-    "dominant_nn_irregular_frac", "p_wave_corr", "p_wave_to_qrs",
+    "dominant_nn_irregular_frac", "p_wave_corr", "p_wave_to_qrs", "p_wave_measured",
 )
 
 QRS_PRE_S = 0.08         # segment around each beat used for its shape, seconds
@@ -93,8 +96,9 @@ def dominant_intervals(beat_s: np.ndarray, dominant: np.ndarray) -> np.ndarray:
 
 
 def p_wave_evidence(lead: np.ndarray, fs_hz: float, beat_idx: np.ndarray,
-                    use: np.ndarray) -> tuple[float, float]:
-    """(p_wave_corr, p_wave_to_qrs) over the beats ``use`` (bool (k,)); (0, 0) if < 3 beats.
+                    use: np.ndarray) -> tuple[float, float, float]:
+    """(p_wave_corr, p_wave_to_qrs, p_wave_measured) over the beats ``use`` (bool (k,));
+    (0, 0, 0) with fewer than 3 usable beats.
 
     ``lead`` (n,) mV, ``beat_idx`` (k,) R-peak samples. Beats whose P segment starts
     before the window are skipped.
@@ -102,7 +106,7 @@ def p_wave_evidence(lead: np.ndarray, fs_hz: float, beat_idx: np.ndarray,
     first, last = round(P_PRE_S[0] * fs_hz), round(P_PRE_S[1] * fs_hz)
     ok = use & (beat_idx - first >= 0) & (beat_idx < lead.size)
     if ok.sum() < 3:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     idx = beat_idx[ok]
     seg = np.asarray(lead, dtype=np.float64)[idx[:, None] - first + np.arange(first - last)]
     seg = seg - seg.mean(axis=1, keepdims=True)
@@ -110,7 +114,7 @@ def p_wave_evidence(lead: np.ndarray, fs_hz: float, beat_idx: np.ndarray,
     norms = np.linalg.norm(seg, axis=1) * np.linalg.norm(template)
     corr = (seg @ template) / np.maximum(norms, 1e-12)
     qrs = float(np.median(np.ptp(beat_segments(lead, fs_hz, idx), axis=1)))
-    return float(np.mean(corr)), float(np.ptp(template) / qrs) if qrs > 0 else 0.0
+    return float(np.mean(corr)), float(np.ptp(template) / qrs) if qrs > 0 else 0.0, 1.0
 
 
 def dominant_rr_features(beat_times_us: np.ndarray, start_time_us: int, lead: np.ndarray,
@@ -124,7 +128,7 @@ def dominant_rr_features(beat_times_us: np.ndarray, start_time_us: int, lead: np
     t = np.asarray(beat_times_us, dtype=np.float64)
     lead = np.asarray(lead, dtype=np.float64)
     if t.size < 4 or lead.size < 2:
-        return np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        return np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
     idx = np.round((t - start_time_us) * fs_hz / _US).astype(np.int64)
     dom = dominant_mask(beat_segments(lead, fs_hz, idx))
     rr_prev = np.diff(t, prepend=-np.inf) / _US

@@ -81,21 +81,28 @@ def test_too_few_beats_give_no_evidence():
     f = _features(np.array([1.0, 2.0, 3.0]), np.zeros(3, bool))
     assert f == {"dominant_frac": 1.0, "dominant_nn_cv": 0.0,
                  "dominant_nn_rmssd_over_mean": 0.0, "dominant_nn_irregular_frac": 0.0,
-                 "p_wave_corr": 0.0, "p_wave_to_qrs": 0.0}
+                 "p_wave_corr": 0.0, "p_wave_to_qrs": 0.0, "p_wave_measured": 0.0}
 
 
 def _p_features(beat_s: np.ndarray, **kw) -> np.ndarray:
     lead = _strip(beat_s, np.zeros(beat_s.size, bool), **kw)
     f = dominant_rr_features((beat_s * _US).astype(np.int64), 0, lead, FS)
-    return f[[DOMINANT_RR_FEATURES.index(k) for k in ("p_wave_corr", "p_wave_to_qrs")]]
+    names = ("p_wave_corr", "p_wave_to_qrs", "p_wave_measured")
+    return f[[DOMINANT_RR_FEATURES.index(k) for k in names]]
 
 
 def test_a_repeating_p_wave_is_evidence_against_af():
     beats = np.arange(0.5, 9.8, 0.8) + np.tile([0.0, 0.12], 6)[:12]   # irregular RR
-    corr, ratio = _p_features(beats, p_wave=True)
-    assert corr > 0.95 and 0.1 < ratio < 0.2                        # 0.15 mV P / 1 mV QRS
-    corr_af, ratio_af = _p_features(beats, f_waves=True)
-    assert corr_af < 0.7 and ratio_af < ratio
+    corr, ratio, measured = _p_features(beats, p_wave=True)
+    assert corr > 0.95 and 0.1 < ratio < 0.2 and measured == 1.0     # 0.15 mV P / 1 mV QRS
+    corr_af, ratio_af, measured_af = _p_features(beats, f_waves=True)
+    assert corr_af < 0.7 and ratio_af < ratio and measured_af == 1.0
+
+
+def test_no_p_wave_evidence_at_fast_rates_is_flagged_not_zero_correlation():
+    beats = np.arange(0.3, 9.9, 0.35)                                 # 171 bpm: RR < 0.4 s
+    corr, ratio, measured = _p_features(beats, p_wave=True)
+    assert (corr, ratio, measured) == (0.0, 0.0, 0.0)
 
 
 def test_p_wave_ignores_beats_after_short_rr():
@@ -103,7 +110,7 @@ def test_p_wave_ignores_beats_after_short_rr():
 
     lead = _strip(np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4, bool), p_wave=True)
     idx = np.round(np.array([1.0, 2.0, 3.0, 4.0]) * FS).astype(np.int64)
-    assert p_wave_evidence(lead, FS, idx, np.array([True, True, False, False])) == (0.0, 0.0)
+    assert p_wave_evidence(lead, FS, idx, np.array([True, True, False, False])) == (0, 0, 0)
     assert p_wave_evidence(lead, FS, idx, np.ones(4, bool))[0] > 0.95
 
 
