@@ -73,6 +73,7 @@ def render(result: dict) -> str:
 
 
 def _notes(result: dict) -> str:
+    c = result["cost"]
     b = result.get("broker")
     null = result.get("broker_null_dsp")
     if b is None:
@@ -96,11 +97,8 @@ def _notes(result: dict) -> str:
             f"({null['devices_per_free_core']:.0f} devices per core); the other "
             f"{b['cpu_us_per_chunk'] - null['cpu_us_per_chunk']:.0f} µs are the DSP and the "
             "windows it produces (encoded and produced as one Kafka message each, acks=all).")
+    text += _spread(result, budget_us)
     text += [
-        "CPU time per chunk is itself noisy on this machine (2 cores shared with the broker "
-        "and other jobs): with the code measured here, six broker runs of the full worker "
-        "(1,000-2,000 devices, 2026-11-25 14:10-14:30 UTC, load average 2.4-3.7) gave "
-        "587-745 µs per chunk; every run is 2.3-3x the 250 µs budget.",
         "The floor is the framework: with no DSP at all the worker spends "
         f"{null['cpu_us_per_chunk'] if null else float('nan'):.0f} µs per chunk on Faust "
         "(per message: a `wait_first` with four tasks in Faust's consumer, the stream "
@@ -109,12 +107,17 @@ def _notes(result: dict) -> str:
         "and its windows (each produced as its own Kafka message, acks=all) add the rest.",
         "Changes measured against the session's starting commit (`29dce74`, same "
         "command, same day): window encoding without `dataclasses.asdict` (which deep-copied "
-        "every window's samples to drop them): 24 -> 8 µs per chunk in process, "
-        "`Pipeline.handle` 299 -> 268 µs; in the worker, no per-record `time.process_time()` "
+        f"every window's samples to drop them): 24 -> {c['encode_windows_us']:.0f} µs per "
+        "chunk in process (the starting commit's run: DSP 187, `Pipeline.handle` 299 µs; this "
+        f"run {c['dsp_us']:.0f} and {c['pipeline_handle_us']:.0f} with the DSP unchanged: "
+        "in-process figures vary by about 10 % too); in the worker, no per-record "
+        "`time.process_time()` "
         "(3 calls per record; py-spy put a fifth of the worker's samples on them, but that "
         "was time waiting for the GIL, the CPU figure did not move), a lean Faust Monitor and "
         "no terminal spinner (at `--loglevel warning` it set the root logger to DEBUG); "
-        "through the broker 675 -> 630 µs per chunk, within the run-to-run noise above. "
+        "through the broker one run of the starting commit gave 675 µs per chunk (no-op "
+        f"DSP 248, load average 3.6), this code {b['cpu_us_per_chunk']:.0f}: within the "
+        "run-to-run spread. "
         "The DSP itself is unchanged (beat positions and window bytes identical on all 44 "
         "records).",
         "Capacity scales by partitions: `cardiostream process --workers N` (or N containers) "
@@ -134,3 +137,21 @@ def _notes(result: dict) -> str:
 
 def _max_diff(result: dict) -> float:
     return max(w["max_abs_sample_diff_mv"] for w in result["warmup_fidelity"])
+
+
+def _spread(result: dict, budget_us: float) -> list[str]:
+    """One line on the run-to-run spread when the JSON holds several broker runs."""
+    runs = result.get("broker_runs", [])
+    if len(runs) < 2:
+        return []
+    cpu = [r["cpu_us_per_chunk"] for r in runs]
+    null = [r["cpu_us_per_chunk"] for r in result.get("broker_null_dsp_runs", [])]
+    load = [r.get("load_avg_1m", float("nan")) for r in runs]
+    line = (f"CPU time per chunk varies run to run on this machine (2 cores shared with the "
+            f"broker and other jobs); the table shows the median of {len(runs)} runs. Full "
+            f"worker: {', '.join(f'{c:.0f}' for c in cpu)} µs per chunk "
+            f"({min(cpu) / budget_us:.1f}-{max(cpu) / budget_us:.1f}x the {budget_us:.0f} µs "
+            f"budget; load average {min(load):.1f}-{max(load):.1f})")
+    if null:
+        line += f"; no-op DSP: {', '.join(f'{c:.0f}' for c in null)} µs per chunk"
+    return [line + "."]
