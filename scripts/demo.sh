@@ -12,7 +12,8 @@ say() { echo "[make demo] $*" >&2; }
 cli() { "$PYTHON" -m cardiostream.cli "$@"; }
 source "$REPO/scripts/ensure-deps.sh"
 
-trap 'cli infra down' EXIT
+# A second Ctrl-C during shutdown must not leave the broker running: ignore it while stopping.
+trap 'trap "" INT TERM; cli infra down' EXIT
 trap 'exit 130' INT TERM
 cli infra up --with-prometheus || exit 1
 cli demo "$@"

@@ -26,6 +26,7 @@ if command -v docker >/dev/null && ! docker compose version >/dev/null 2>&1 \
 fi
 
 stop_infra() {
+    trap '' INT TERM          # a second Ctrl-C while stopping must not leave the broker running
     local log="$REPO/.run/infra-down.log"
     mkdir -p "$REPO/.run"
     cli infra down >"$log" 2>&1 || say "warning: infra down failed; see $log"
