@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from cardiostream import metrics
@@ -193,10 +193,8 @@ class InferenceWorker:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for it in batch:
             offsets[it.tp] = OffsetAndMetadata(it.offset + 1, "", -1)
-        try:
-            self.consumer.commit(offsets)
-        except CommitFailedError as exc:   # rebalanced meanwhile: the new owner redoes it
-            log.warning("commit failed after rebalance (%s); redelivery is deduplicated", exc)
+        commit_offsets(lambda: self.consumer.commit(offsets), self.sink.backoff.delays(),
+                       self.sink.should_stop)
 
     # ------------------------------------------------------------------ bookkeeping
     def revoke(self, revoked: set[TopicPartition]) -> None:
@@ -230,6 +228,39 @@ class InferenceWorker:
             if high is not None:
                 lag = max(0, high - self.consumer.position(tp))
                 metrics.CONSUMER_LAG.labels(COMPONENT, str(tp.partition)).set(lag)
+
+
+def commit_offsets(commit: Callable[[], None], delays: Iterator[float],
+                   should_stop: Callable[[], bool], give_up_after_s: float = 30.0,
+                   sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Commit a batch whose results and alarms are already durable; True once committed.
+
+    A broker outage makes kafka-python's ``commit`` raise a retriable error
+    (KafkaConnectionError: seen killing the worker in the "kafka down 20 s" fault
+    scenario). Nothing is at stake by then -- the outputs are in Kafka and Redis --
+    so the worker retries with back-off and, after ``give_up_after_s`` or when asked
+    to stop, leaves the offsets uncommitted: the next batch's commit covers them, and
+    a redelivery after a restart is deduplicated. Non-retriable errors still raise.
+    """
+    waited = 0.0
+    for delay in delays:
+        try:
+            commit()
+            return True
+        except CommitFailedError as exc:   # rebalanced meanwhile: the new owner redoes it
+            log.warning("commit failed after rebalance (%s); redelivery is deduplicated", exc)
+            return False
+        except KafkaError as exc:
+            if not exc.retriable:
+                raise
+            if should_stop() or waited >= give_up_after_s:
+                log.warning("offsets left uncommitted after %.0f s (%s); the next commit "
+                            "covers them, a redelivery is deduplicated", waited, exc)
+                return False
+            log.warning("offset commit failed (%s); retrying in %.1f s", exc, delay)
+            sleep(delay)
+            waited += delay
+    return False
 
 
 def _worst(active: list[str]) -> str:
