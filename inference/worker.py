@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from cardiostream import metrics
@@ -41,6 +41,7 @@ from cardiostream.schemas import (
 from cardiostream.settings import Settings
 from inference.batcher import Batcher
 from inference.decider import Decider
+from inference.offsets import commit_offsets
 from inference.predictor import Predictor
 from inference.sink import RedisSink
 
@@ -136,7 +137,7 @@ class InferenceWorker:
         rewound: set[TopicPartition] = set()
         committed: list[tuple[TopicPartition, int]] = []
         for tp in sorted(cold & owned):
-            off = self.consumer.committed(tp)
+            off = self._committed(tp)
             if off is None:
                 self.consumer.seek_to_beginning(tp)
             else:
@@ -146,6 +147,21 @@ class InferenceWorker:
         replay(self.kafka, [(tp, off) for tp, off in committed if off], self.predictor,
                self.decider)
         return rewound
+
+    def _committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset, asked again through a broker outage (None: none)."""
+        for delay in self.sink.backoff.delays():
+            try:
+                return self.consumer.committed(tp)
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                if self.sink.should_stop():
+                    raise InterruptedError(f"stopped while the broker is away: {exc}") from exc
+                log.warning("committed offset of %s unavailable (%s); retrying in %.1f s",
+                            tp, exc, delay)
+                time.sleep(delay)
+        return None
 
     # ------------------------------------------------------------------ one batch
     def process(self, batch: list[Item]) -> None:
@@ -228,39 +244,6 @@ class InferenceWorker:
             if high is not None:
                 lag = max(0, high - self.consumer.position(tp))
                 metrics.CONSUMER_LAG.labels(COMPONENT, str(tp.partition)).set(lag)
-
-
-def commit_offsets(commit: Callable[[], None], delays: Iterator[float],
-                   should_stop: Callable[[], bool], give_up_after_s: float = 30.0,
-                   sleep: Callable[[float], None] = time.sleep) -> bool:
-    """Commit a batch whose results and alarms are already durable; True once committed.
-
-    A broker outage makes kafka-python's ``commit`` raise a retriable error
-    (KafkaConnectionError: seen killing the worker in the "kafka down 20 s" fault
-    scenario). Nothing is at stake by then -- the outputs are in Kafka and Redis --
-    so the worker retries with back-off and, after ``give_up_after_s`` or when asked
-    to stop, leaves the offsets uncommitted: the next batch's commit covers them, and
-    a redelivery after a restart is deduplicated. Non-retriable errors still raise.
-    """
-    waited = 0.0
-    for delay in delays:
-        try:
-            commit()
-            return True
-        except CommitFailedError as exc:   # rebalanced meanwhile: the new owner redoes it
-            log.warning("commit failed after rebalance (%s); redelivery is deduplicated", exc)
-            return False
-        except KafkaError as exc:
-            if not exc.retriable:
-                raise
-            if should_stop() or waited >= give_up_after_s:
-                log.warning("offsets left uncommitted after %.0f s (%s); the next commit "
-                            "covers them, a redelivery is deduplicated", waited, exc)
-                return False
-            log.warning("offset commit failed (%s); retrying in %.1f s", exc, delay)
-            sleep(delay)
-            waited += delay
-    return False
 
 
 def _worst(active: list[str]) -> str:

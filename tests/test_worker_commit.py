@@ -7,7 +7,7 @@ import itertools
 import pytest
 from kafka.errors import CommitFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 
-from inference.worker import commit_offsets
+from inference.offsets import commit_offsets
 
 
 class FlakyCommit:
