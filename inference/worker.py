@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from cardiostream import metrics
@@ -41,7 +40,7 @@ from cardiostream.schemas import (
 from cardiostream.settings import Settings
 from inference.batcher import Batcher
 from inference.decider import Decider
-from inference.offsets import commit_offsets
+from inference.offsets import commit_offsets, retry_retriable
 from inference.predictor import Predictor
 from inference.sink import RedisSink
 
@@ -133,35 +132,20 @@ class InferenceWorker:
         from inference.warmup import replay
 
         cold, self.cold = self.cold, set()
-        owned = self.consumer.assignment()
-        rewound: set[TopicPartition] = set()
+        rewound = cold & self.consumer.assignment()
         committed: list[tuple[TopicPartition, int]] = []
-        for tp in sorted(cold & owned):
-            off = self._committed(tp)
+        for tp in sorted(rewound):
+            off = retry_retriable(lambda tp=tp: self.consumer.committed(tp),
+                                  self.sink.backoff.delays(), self.sink.should_stop,
+                                  f"committed offset of {tp}")
             if off is None:
                 self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, off)
+                continue
+            self.consumer.seek(tp, off)
+            if off:
                 committed.append((tp, off))
-            rewound.add(tp)
-        replay(self.kafka, [(tp, off) for tp, off in committed if off], self.predictor,
-               self.decider)
+        replay(self.kafka, committed, self.predictor, self.decider)
         return rewound
-
-    def _committed(self, tp: TopicPartition) -> int | None:
-        """The group's committed offset, asked again through a broker outage (None: none)."""
-        for delay in self.sink.backoff.delays():
-            try:
-                return self.consumer.committed(tp)
-            except KafkaError as exc:
-                if not exc.retriable:
-                    raise
-                if self.sink.should_stop():
-                    raise InterruptedError(f"stopped while the broker is away: {exc}") from exc
-                log.warning("committed offset of %s unavailable (%s); retrying in %.1f s",
-                            tp, exc, delay)
-                time.sleep(delay)
-        return None
 
     # ------------------------------------------------------------------ one batch
     def process(self, batch: list[Item]) -> None:

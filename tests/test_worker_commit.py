@@ -48,3 +48,14 @@ def test_non_retriable_errors_still_raise() -> None:
     commit = FlakyCommit([TopicAuthorizationFailedError("no ACL")])
     with pytest.raises(TopicAuthorizationFailedError):
         commit_offsets(commit, itertools.repeat(1.0), lambda: False, sleep=lambda s: None)
+
+
+def test_reads_are_retried_until_the_broker_answers_and_interrupted_on_stop() -> None:
+    from inference.offsets import retry_retriable
+
+    read = FlakyCommit([KafkaConnectionError("down")] * 3)
+    assert retry_retriable(read, itertools.repeat(0.1), lambda: False, "read",
+                           sleep=lambda s: None) is None and read.calls == 4
+    with pytest.raises(InterruptedError):
+        retry_retriable(FlakyCommit([KafkaConnectionError("down")]), itertools.repeat(0.1),
+                        lambda: True, "read", sleep=lambda s: None)
