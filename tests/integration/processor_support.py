@@ -159,6 +159,17 @@ def shorten(rec: Record, seconds: float) -> Record:
     return Record(rec.name, rec.fs_hz, rec.leads, rec.gain, rec.baseline, rec.adc[:, :n])
 
 
+def mitdb_devices(data_dir: Path, prefix: str, names: tuple[str, ...], seconds: float,
+                  start_us: int, sampto: int) -> tuple[dict[str, Record], dict[str, list]]:
+    """MIT-BIH records shortened to ``seconds`` as devices ``{prefix}-{name}``, and their chunks."""
+    from cardiostream.records import load_record
+    from streamer.simulator import iter_chunks
+
+    records = {f"{prefix}-{n}": shorten(load_record(data_dir / "mitdb", n, sampto=sampto), seconds)
+               for n in names}
+    return records, {d: list(iter_chunks(r, d, start_us)) for d, r in records.items()}
+
+
 def check_rhythms(offline: dict, online: dict[str, set[int]], before_end_us: int) -> None:
     """Rhythm windows keep the segment's 2 s grid across the event: same start times."""
     for device, rhythms in offline.items():

@@ -14,10 +14,8 @@ import time
 
 import pytest
 
-from cardiostream.records import load_record
 from cardiostream.schemas import decode_dead_letter
 from streamer.harness import wait_assigned
-from streamer.simulator import iter_chunks
 from tests.integration.processor_support import (
     US,
     Streamer,
@@ -26,11 +24,11 @@ from tests.integration.processor_support import (
     beats_by_device,
     check_resumed,
     check_rhythms,
+    mitdb_devices,
     read_all,
     read_until_offline_beats,
     rhythm_starts,
     settings_for,
-    shorten,
     start_worker,
 )
 
@@ -43,9 +41,7 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     seconds, speed, kill_at_s = 90.0, 2.0, 40.0
     start_us = time.time_ns() // 1000 - 60 * US
     names = ("100", "101", "105", "119", "208", "232")
-    records = {f"bed-{n}": shorten(load_record(data_dir / "mitdb", n, sampto=33_000), seconds)
-               for n in names}
-    chunks = {d: list(iter_chunks(r, d, start_us)) for d, r in records.items()}
+    records, chunks = mitdb_devices(data_dir, "bed", names, seconds, start_us, sampto=33_000)
     bad = bad_records(chunks["bed-100"][3])
     streamer = Streamer(settings, chunks, speed,
                         [(10.0, k, v) for k, v, _ in bad] + [(70.0, k, v) for k, v, _ in bad])
@@ -94,9 +90,7 @@ def test_partitions_move_between_workers_without_losing_beats(topic_factory, dat
     seconds, speed, leave_at_s = 70.0, 2.0, 30.0
     start_us = time.time_ns() // 1000 - 60 * US
     names = ("100", "103", "106", "118", "201", "215")
-    records = {f"mv-{n}": shorten(load_record(data_dir / "mitdb", n, sampto=26_000), seconds)
-               for n in names}
-    chunks = {d: list(iter_chunks(r, d, start_us)) for d, r in records.items()}
+    records, chunks = mitdb_devices(data_dir, "mv", names, seconds, start_us, sampto=26_000)
     streamer = Streamer(settings, chunks, speed, [])
     stays = start_worker(settings, tmp_path, "stays")
     leaves = start_worker(settings, tmp_path, "leaves")
