@@ -35,7 +35,13 @@ import numpy as np
 from cardiostream.rhythm_features import ragged_rr, rr_statistics, vf_band_fractions
 from cardiostream.schemas import BeatWindow, RhythmWindow
 
-FEATURES_VERSION = 1
+# Input-preparation version per model kind, written by training/export.py into
+# metadata.json and checked by load_model: changing one kind's inputs must not
+# invalidate the other kind's shipped model.
+BEAT_FEATURES_VERSION = 1
+RHYTHM_FEATURES_VERSION = 1
+FEATURES_VERSIONS: dict[str, int] = {"beat": BEAT_FEATURES_VERSION,
+                                     "rhythm": RHYTHM_FEATURES_VERSION}
 BEAT_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 CLIP_MV = 5.0
 _US = 1_000_000
@@ -201,14 +207,18 @@ def load_model(folder: Path, kind: str, device: str = "cpu") -> LoadedModel:
     import torch
 
     sub = Path(folder) / kind
+    expected = FEATURES_VERSIONS.get(kind)
+    if expected is None:
+        raise ModelLoadError(f"{sub}: unknown model kind {kind!r}, "
+                             f"one of {sorted(FEATURES_VERSIONS)}")
     meta_path, ts_path = sub / "metadata.json", sub / "model.ts"
     if not meta_path.exists() or not ts_path.exists():
         raise ModelLoadError(f"{sub} needs model.ts and metadata.json")
     meta = json.loads(meta_path.read_text())
     if meta.get("kind") != kind:
         raise ModelLoadError(f"{meta_path}: kind {meta.get('kind')!r}, expected {kind!r}")
-    if meta.get("features_version", FEATURES_VERSION) != FEATURES_VERSION:
+    if meta.get("features_version", expected) != expected:
         raise ModelLoadError(f"{meta_path}: features_version {meta.get('features_version')} "
-                             f"!= this code's {FEATURES_VERSION}")
+                             f"!= this code's {expected} for {kind} models")
     program = torch.jit.load(str(ts_path), map_location=device).eval()
     return LoadedModel(program, meta)

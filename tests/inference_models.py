@@ -15,7 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cardiostream.features import BEAT_CLASSES, BEAT_RR_FEATURES, FEATURES_VERSION, RHYTHM_FEATURES
+from cardiostream.features import (
+    BEAT_CLASSES,
+    BEAT_RR_FEATURES,
+    FEATURES_VERSIONS,
+    RHYTHM_FEATURES,
+)
 from cardiostream.signal import DEFAULT_SPEC, SignalSpec
 
 V_PP_MV = 3.0
@@ -58,11 +63,13 @@ def _scripted(kind: str) -> torch.jit.ScriptModule:
 def write_model_dir(folder: Path, spec: SignalSpec = DEFAULT_SPEC,
                     rate_rules: bool = False) -> Path:
     """Write DIR/beat and DIR/rhythm (model.ts + metadata.json) and return DIR."""
-    common = {"features_version": FEATURES_VERSION, "spec_id": spec.spec_id, "leads_used": [0]}
+    common = {"spec_id": spec.spec_id, "leads_used": [0]}
     beat = {"kind": "beat", "version": "beat-test", "classes": list(BEAT_CLASSES),
-            "rr_features": list(BEAT_RR_FEATURES)} | common
+            "rr_features": list(BEAT_RR_FEATURES),
+            "features_version": FEATURES_VERSIONS["beat"]} | common
     rhythm = {"kind": "rhythm", "version": "rhythm-test", "classes": list(RHYTHM_CLASSES),
-              "rhythm_features": list(RHYTHM_FEATURES)} | common
+              "rhythm_features": list(RHYTHM_FEATURES),
+              "features_version": FEATURES_VERSIONS["rhythm"]} | common
     if rate_rules:
         rhythm["rate_rules"] = {"brady_bpm": 50.0, "tachy_bpm": 120.0, "pause_s": 2.5}
     for kind, meta in (("beat", beat), ("rhythm", rhythm)):

@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from cardiostream.features import (
+    BEAT_FEATURES_VERSION,
     BEAT_RR_FEATURES,
     CLIP_MV,
+    FEATURES_VERSIONS,
+    RHYTHM_FEATURES_VERSION,
     RHYTHM_FEATURES,
     ModelLoadError,
     RateRules,
@@ -118,6 +121,25 @@ def test_rate_rules_are_explicit():
 def test_load_model_refuses_an_incomplete_folder(tmp_path):
     with pytest.raises(ModelLoadError, match="model.ts"):
         load_model(tmp_path, "beat")
+
+
+def test_features_version_is_checked_per_model_kind(tmp_path):
+    """A rhythm-input change refuses old rhythm models and leaves beat models loadable."""
+    import json
+
+    from tests.inference_models import write_model_dir
+
+    folder = write_model_dir(tmp_path / "m")
+    for kind, version in FEATURES_VERSIONS.items():
+        assert load_model(folder, kind).metadata["features_version"] == version
+    meta_path = folder / "rhythm" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps(meta | {"features_version": RHYTHM_FEATURES_VERSION - 1}))
+    with pytest.raises(ModelLoadError, match="features_version .* for rhythm models"):
+        load_model(folder, "rhythm")
+    assert load_model(folder, "beat").metadata["features_version"] == BEAT_FEATURES_VERSION
+    with pytest.raises(ModelLoadError, match="unknown model kind"):
+        load_model(folder, "ecg")
 
 
 # ------------------------------------------------------ batched == one window at a time

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cardiostream import __version__
-from cardiostream.features import FEATURES_VERSION
+from cardiostream.features import FEATURES_VERSIONS
 from cardiostream.settings import REPO_ROOT
 from cardiostream.signal import SignalSpec
 
@@ -54,8 +54,9 @@ def _jsonable(obj: Any) -> Any:
 def base_metadata(kind: str, spec: SignalSpec, seed: int) -> dict[str, Any]:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     return {"kind": kind, "version": f"{kind}-{stamp}-s{seed}", "package_version": __version__,
-            "features_version": FEATURES_VERSION, "spec": asdict(spec), "spec_id": spec.spec_id,
-            "git_commit": git_commit(), "seed": seed, "torch_version": torch.__version__}
+            "features_version": FEATURES_VERSIONS[kind], "spec": asdict(spec),
+            "spec_id": spec.spec_id, "git_commit": git_commit(), "seed": seed,
+            "torch_version": torch.__version__}
 
 
 def export_model(model: nn.Module, example: tuple[torch.Tensor, torch.Tensor], folder: Path,
