@@ -19,7 +19,9 @@ Rhythm inputs
           Dash et al. 2009: RMSSD/mean, turning points, sample entropy; Petrenas
           2015: robust to ectopy via medians) plus rate and a spectral VF index.
           They depend on timing, not on MIT-BIH morphology, to generalise to
-          other devices.
+          other devices. Then ``rr_features.DOMINANT_RR_FEATURES`` (rhythm
+          features v2): irregularity of the dominant-shape beats only (blind to
+          ventricular ectopy) and P-wave consistency, the AF gate's evidence.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from typing import Any
 import numpy as np
 
 from cardiostream.rhythm_features import ragged_rr, rr_statistics, vf_band_fractions
+from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
 from cardiostream.schemas import BeatWindow, RhythmWindow
 
 # Input-preparation version per model kind, written by training/export.py into
 # metadata.json and checked by load_model: changing one kind's inputs must not
 # invalidate the other kind's shipped model.
 BEAT_FEATURES_VERSION = 1
-RHYTHM_FEATURES_VERSION = 1
+RHYTHM_FEATURES_VERSION = 2   # 2: + rr_features.DOMINANT_RR_FEATURES (the AF gate's)
 FEATURES_VERSIONS: dict[str, int] = {"beat": BEAT_FEATURES_VERSION,
                                      "rhythm": RHYTHM_FEATURES_VERSION}
 BEAT_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
@@ -58,7 +61,8 @@ RHYTHM_FEATURES: tuple[str, ...] = (
     "hist_entropy", "max_rr_s", "min_rr_s", "frac_short_long", "irregular_dRR_frac",
     "frac_near_median", "iqr_over_median", "clean_cv", "clean_rmssd_over_mean",
     "ectopic_pair_frac", "vf_band_power_frac", "sqi_min",
-)
+) + DOMINANT_RR_FEATURES
+_N_RR, _VF, _SQI = 19, 19, 20      # columns: RR statistics, VF index, SQI; then dominant RR
 
 
 class ModelLoadError(RuntimeError):
@@ -128,21 +132,25 @@ def rhythm_features(windows: Sequence[RhythmWindow]) -> np.ndarray:
     """Rhythm windows -> (B, len(RHYTHM_FEATURES)) float32, computed for the batch at once.
 
     RR statistics on the NaN-padded RR matrix, the VF index per group of windows
-    sharing a length and rate (normally the whole batch), and the lowest SQI.
+    sharing a length and rate (normally the whole batch), the lowest SQI, then the
+    dominant-beat RR and P-wave features of each window (``rr_features``).
     """
     feats = np.empty((len(windows), len(RHYTHM_FEATURES)))
     for lo in range(0, len(windows), _CHUNK):
         part = windows[lo:lo + _CHUNK]
         window_s = np.array([max((w.end_time_us - w.start_time_us) / _US, 1e-3) for w in part])
-        feats[lo:lo + len(part), :-2] = rr_statistics(ragged_rr([w.beat_times_us for w in part])[0],
-                                                      window_s)
+        feats[lo:lo + len(part), :_N_RR] = rr_statistics(
+            ragged_rr([w.beat_times_us for w in part])[0], window_s)
         groups: dict[tuple[int, float], list[int]] = {}
         for i, w in enumerate(part):
             groups.setdefault((w.samples.shape[-1], w.fs_hz), []).append(i)
         for (_, fs_hz), idx in groups.items():
             lead0 = np.stack([part[i].samples[0] for i in idx]).astype(np.float64)
-            feats[lo + np.asarray(idx), -2] = vf_band_fractions(lead0, fs_hz)
-        feats[lo:lo + len(part), -1] = [min(w.sqi) if w.sqi else 1.0 for w in part]
+            feats[lo + np.asarray(idx), _VF] = vf_band_fractions(lead0, fs_hz)
+        feats[lo:lo + len(part), _SQI] = [min(w.sqi) if w.sqi else 1.0 for w in part]
+        feats[lo:lo + len(part), _SQI + 1:] = [
+            dominant_rr_features(np.asarray(w.beat_times_us), w.start_time_us, w.samples[0],
+                                 w.fs_hz) for w in part]
     return np.nan_to_num(feats.astype(np.float32), nan=0.0, posinf=10.0)
 
 

@@ -1,5 +1,6 @@
 """The previous one-window rhythm features (cardiostream/features.py before the batched
-rewrite, commit 29dce74), kept verbatim as the oracle the batched code must equal."""
+rewrite, commit 29dce74), kept verbatim as the oracle the batched code must equal;
+rhythm features v2 append the one-window ``rr_features.dominant_rr_features``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 
 import numpy as np
 
+from cardiostream.rr_features import dominant_rr_features
 from cardiostream.schemas import RhythmWindow
 
 _US = 1_000_000
@@ -93,4 +95,6 @@ def rhythm_window_features(w: RhythmWindow) -> np.ndarray:
     lead0 = np.asarray(w.samples[0], dtype=np.float64)
     sqi = min(w.sqi) if w.sqi else 1.0
     feats = rr_irregularity(rr, max(window_s, 1e-3)) + [vf_band_fraction(lead0, w.fs_hz), sqi]
+    feats += dominant_rr_features(np.asarray(w.beat_times_us), w.start_time_us, w.samples[0],
+                                  w.fs_hz).tolist()
     return np.nan_to_num(np.asarray(feats, dtype=np.float32), nan=0.0, posinf=10.0)

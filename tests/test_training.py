@@ -151,12 +151,32 @@ def test_dominant_features_from_the_cache_equal_those_of_the_stream_windows():
     np.testing.assert_array_equal(online, f)
 
 
-def test_export_refuses_a_model_the_worker_cannot_feed(tmp_path):
-    from training.rhythm import RhythmTrainConfig, RhythmTrainResult, export_rhythm
+def test_exported_af_gated_rhythm_model_loads_with_the_rhythm_features_version(tmp_path):
+    """The default rhythm config is the AF-gated model over the online features; its folder
+    carries the rhythm features version and the worker's load_model accepts it."""
+    from cardiostream.features import RHYTHM_FEATURES, RHYTHM_FEATURES_VERSION
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES
+    from training.models import RhythmNet
+    from training.rhythm import (
+        AF_INDICES,
+        RHYTHM_MODEL_CLASSES,
+        RhythmTrainConfig,
+        RhythmTrainResult,
+        export_rhythm,
+    )
+    from training.rhythm_af import AF_HEAD_FEATURES, FEATURES_ONLINE, AfGatedRhythmNet
 
-    result = RhythmTrainResult(None, RhythmTrainConfig(dominant_rr=True), {}, {})  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="rhythm_inputs"):
-        export_rhythm(result, tmp_path, DEFAULT_SPEC)
+    cfg = RhythmTrainConfig()
+    assert FEATURES_ONLINE and cfg.af_head and set(DOMINANT_RR_FEATURES) <= set(RHYTHM_FEATURES)
+    k = len(RHYTHM_MODEL_CLASSES)
+    model = AfGatedRhythmNet(RhythmNet(len(RHYTHM_FEATURES), k),
+                             [RHYTHM_FEATURES.index(n) for n in AF_HEAD_FEATURES],
+                             list(AF_INDICES), k).eval()
+    export_rhythm(RhythmTrainResult(model, cfg, {}, {}), tmp_path, DEFAULT_SPEC)
+    loaded = load_model(tmp_path, "rhythm")
+    assert loaded.metadata["features_version"] == RHYTHM_FEATURES_VERSION
+    assert loaded.metadata["rhythm_features"] == list(RHYTHM_FEATURES)
+    assert loaded.metadata["af_gate"]["features"] == list(AF_HEAD_FEATURES)
 
 
 def test_af_gate_decides_af_and_scripts(tmp_path):

@@ -269,7 +269,7 @@ def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m training.rhythm [--dominant-rr [--af-head]] [--seed N] --out DIR``."""
+    """``python -m training.rhythm [--no-af-head] [--seed N] --out DIR`` (CV + candidate files)."""
     import argparse
     import json
 
@@ -279,8 +279,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dominant-rr", action="store_true")
-    ap.add_argument("--af-head", action="store_true")
+    ap.add_argument("--dominant-rr", action="store_true",
+                    help="append the rr_features columns (only while they are not online)")
+    ap.add_argument("--af-head", action=argparse.BooleanOptionalAction,
+                    default=RhythmTrainConfig.af_head, help="the logistic AF gate")
     args = ap.parse_args(argv)
     settings = load_settings()
     result = train_rhythm(RhythmTrainConfig(seed=args.seed, dominant_rr=args.dominant_rr,
