@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from cardiostream.rhythm_features import ragged_rr, rr_statistics, vf_band_fractions
-from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
+from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_batch
 from cardiostream.schemas import BeatWindow, RhythmWindow
 
 # Input-preparation version per model kind, written by training/export.py into
@@ -146,11 +146,12 @@ def rhythm_features(windows: Sequence[RhythmWindow]) -> np.ndarray:
             groups.setdefault((w.samples.shape[-1], w.fs_hz), []).append(i)
         for (_, fs_hz), idx in groups.items():
             lead0 = np.stack([part[i].samples[0] for i in idx]).astype(np.float64)
-            feats[lo + np.asarray(idx), _VF] = vf_band_fractions(lead0, fs_hz)
+            rows = lo + np.asarray(idx)
+            feats[rows, _VF] = vf_band_fractions(lead0, fs_hz)
+            feats[rows, _SQI + 1:] = dominant_rr_batch(
+                [part[i].beat_times_us for i in idx], [part[i].start_time_us for i in idx],
+                lead0, fs_hz)
         feats[lo:lo + len(part), _SQI] = [min(w.sqi) if w.sqi else 1.0 for w in part]
-        feats[lo:lo + len(part), _SQI + 1:] = [
-            dominant_rr_features(np.asarray(w.beat_times_us), w.start_time_us, w.samples[0],
-                                 w.fs_hz) for w in part]
     return np.nan_to_num(feats.astype(np.float32), nan=0.0, posinf=10.0)
 
 

@@ -1,6 +1,6 @@
 """The previous one-window rhythm features (cardiostream/features.py before the batched
 rewrite, commit 29dce74), kept verbatim as the oracle the batched code must equal;
-rhythm features v2 append the one-window ``rr_features.dominant_rr_features``."""
+rhythm features v2 append the one-window ``tests.rr_features_oracle``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from cardiostream.rr_features import dominant_rr_features
 from cardiostream.schemas import RhythmWindow
+from tests.rr_features_oracle import dominant_rr_features
 
 _US = 1_000_000
 def _sample_entropy(rr: np.ndarray, m: int = 1, r_frac: float = 0.04) -> float:

@@ -1,16 +1,13 @@
-"""cardiostream.rr_features: dominant-beat RR irregularity is blind to ectopy, not to AF."""
+"""cardiostream.rr_features: dominant-beat RR irregularity is blind to ectopy, not to AF;
+the batched code equals the one-window oracle (the code the shipped model was trained on)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from cardiostream.rr_features import (
-    DOMINANT_RR_FEATURES,
-    beat_segments,
-    dominant_intervals,
-    dominant_mask,
-    dominant_rr_features,
-)
+from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_batch, dominant_rr_features
+from tests import rr_features_oracle as oracle
 
 FS = 120.0
 _US = 1_000_000
@@ -106,15 +103,16 @@ def test_no_p_wave_evidence_at_fast_rates_is_flagged_not_zero_correlation():
 
 
 def test_p_wave_ignores_beats_after_short_rr():
-    from cardiostream.rr_features import p_wave_evidence
-
+    p_wave_evidence = oracle.p_wave_evidence
     lead = _strip(np.array([1.0, 2.0, 3.0, 4.0]), np.zeros(4, bool), p_wave=True)
     idx = np.round(np.array([1.0, 2.0, 3.0, 4.0]) * FS).astype(np.int64)
     assert p_wave_evidence(lead, FS, idx, np.array([True, True, False, False])) == (0, 0, 0)
     assert p_wave_evidence(lead, FS, idx, np.ones(4, bool))[0] > 0.95
 
 
-def test_helpers_shapes_and_edges():
+def test_oracle_helpers_shapes_and_edges():
+    beat_segments, dominant_mask = oracle.beat_segments, oracle.dominant_mask
+    dominant_intervals = oracle.dominant_intervals
     lead = np.sin(np.arange(600) / 7.0)
     seg = beat_segments(lead, FS, np.array([0, 300, 599]))     # edge beats are padded
     assert seg.shape == (3, round(0.18 * FS) + 1)
@@ -123,3 +121,56 @@ def test_helpers_shapes_and_edges():
     iv = dominant_intervals(np.array([0.0, 1.0, 1.5, 3.0]), np.array([True, True, False, True]))
     np.testing.assert_allclose(iv, [1.0, 1.0])                # 1.0 -> 3.0 spans two beats
     assert dominant_intervals(np.array([0.0, 1.0]), np.array([True, False])).size == 0
+
+
+# ------------------------------------------------------ batched == one window at a time
+
+
+def _windows_args(windows) -> tuple[list, list, np.ndarray, float]:
+    return ([np.asarray(w.beat_times_us) for w in windows], [w.start_time_us for w in windows],
+            np.stack([w.samples[0] for w in windows]), windows[0].fs_hz)
+
+
+@pytest.mark.parametrize(("record", "minutes"), [("203", 8), ("208", 8), ("207", 8), ("232", 8)])
+def test_batch_equals_the_one_window_oracle_on_mitbih(data_dir, record, minutes):
+    # 203 AF + VT, 208 PVC couplets/bigeminy, 207 VFL/blocks, 232 long pauses
+    from cardiostream.processing import process_record
+    from cardiostream.records import load_record
+    from cardiostream.signal import DEFAULT_SPEC
+
+    rec = load_record(data_dir / "mitdb", record, sampto=round(minutes * 60 * 360))
+    windows = process_record(rec, DEFAULT_SPEC, device_id="d1").rhythms
+    beats, starts, leads, fs = _windows_args(windows)
+    together = dominant_rr_batch(beats, starts, leads, fs)
+    alone = np.stack([oracle.dominant_rr_features(b, s, x, fs)
+                      for b, s, x in zip(beats, starts, leads, strict=True)])
+    assert together.dtype == np.float32 and together.shape == alone.shape
+    np.testing.assert_array_equal(together, alone)
+    # the same window in another batch (other padding widths) gives the same row
+    for i in (0, 7, len(windows) - 1):
+        np.testing.assert_array_equal(
+            dominant_rr_batch(beats[i:i + 1], starts[i:i + 1], leads[i:i + 1], fs)[0],
+            together[i])
+
+
+def test_batch_equals_the_oracle_on_edge_cases():
+    rng = np.random.default_rng(4)
+    cases = [np.array([]), np.array([4.0]), np.array([1.0, 2.0, 3.0]),
+             np.array([0.0, 0.001, 9.999, 10.0]),                   # beats at the very edges
+             np.arange(0.3, 9.9, 0.35),                              # no P-wave evidence
+             np.arange(0.2, 10, 0.16),                               # the widest row
+             np.cumsum(rng.uniform(0.4, 1.1, 14)) + 0.2]
+    n = np.arange(0.3, 9.6, 1.6)
+    cases.append(np.sort(np.concatenate([n, n[:-1] + 0.5])))        # bigeminy
+    beats = [(b[b <= 10.0] * _US).astype(np.int64) for b in cases]
+    leads = np.stack([_strip(np.clip(b, 0, 9.99), np.arange(b.size) % 3 == 1, p_wave=True)
+                      for b in cases])
+    flat = np.zeros((len(cases), round(10 * FS)))
+    for lead in (leads, flat):
+        together = dominant_rr_batch(beats, [0] * len(beats), lead, FS)
+        alone = np.stack([oracle.dominant_rr_features(b, 0, x, FS)
+                          for b, x in zip(beats, lead, strict=True)])
+        np.testing.assert_array_equal(together, alone)
+    tiny = dominant_rr_batch(beats[-1:], [0], np.zeros((1, 1)), FS)     # a 1-sample lead
+    np.testing.assert_array_equal(tiny[0], oracle.dominant_rr_features(beats[-1], 0,
+                                                                       np.zeros(1), FS))

@@ -134,6 +134,30 @@ def test_alarm_view_dates_the_alarm_layers_af_episodes():
 
 
 @needs_data
+@pytest.mark.parametrize("record", ["203", "208"])
+def test_training_rhythm_features_equal_the_workers_in_any_batch(record):
+    """Train/serve parity of all rhythm features (the AF gate's included): what
+    training.rhythm fits on (cached record arrays) == the worker's rhythm_inputs on the
+    stream's windows, batched as the worker batches them (any size, any neighbours)."""
+    from cardiostream.features import RHYTHM_FEATURES
+    from cardiostream.rr_features import DOMINANT_RR_FEATURES
+
+    sampto = int(150 * 360)                   # 203: AF, VT, noise; 208: PVC couplets
+    cached = cut_record(MITDB, record, DEFAULT_SPEC, sampto=sampto)
+    trained = rhythm_features(cached)
+    windows = process_record(load_record(MITDB, record, sampto=sampto), DEFAULT_SPEC,
+                             chunk_s=0.37, start_us=0).rhythms
+    assert trained.shape == (len(windows), len(RHYTHM_FEATURES)) and len(windows) > 60
+    cuts = np.cumsum(np.random.default_rng(int(record)).integers(1, 24, len(windows)))
+    cuts = [0, *cuts[cuts < len(windows)].tolist(), len(windows)]
+    served = np.concatenate([rhythm_inputs(windows[a:b])[1]
+                             for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    np.testing.assert_array_equal(served, trained)
+    dominant = trained[:, RHYTHM_FEATURES.index(DOMINANT_RR_FEATURES[0]):]
+    assert dominant[:, DOMINANT_RR_FEATURES.index("p_wave_measured")].any()   # not all "none"
+
+
+@needs_data
 def test_dominant_features_from_the_cache_equal_those_of_the_stream_windows():
     """Train/serve parity of the candidate features: cached arrays == RhythmWindow fields."""
     from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features

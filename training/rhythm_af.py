@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cardiostream.features import RHYTHM_FEATURES
-from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
+from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_batch
 
 # True once features.rhythm_inputs computes the rr_features columns (the online wiring).
 FEATURES_ONLINE = set(DOMINANT_RR_FEATURES) <= set(RHYTHM_FEATURES)
@@ -42,9 +42,8 @@ def dominant_features(arrays: dict) -> np.ndarray:
     fs, starts = float(arrays["rhythm_fs_hz"]), arrays["rhythm_start_us"]
     if len(starts) == 0:
         return np.zeros((0, len(DOMINANT_RR_FEATURES)), np.float32)
-    return np.stack([dominant_rr_features(bt[off[i]:off[i + 1]], int(starts[i]),
-                                          arrays["rhythm_samples0"][i], fs)
-                     for i in range(len(starts))])
+    return dominant_rr_batch([bt[off[i]:off[i + 1]] for i in range(len(starts))],
+                             [int(s) for s in starts], arrays["rhythm_samples0"], fs)
 
 
 class AfGatedRhythmNet(nn.Module):
