@@ -63,9 +63,11 @@ _US = 1_000_000
 
 def _gather(lead: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
     """lead (B, n), start (B, K) sample indices -> (B, K, width) lead[b, start + 0..width-1]
-    (indices past the end read the last sample: only masked-out beats get there)."""
-    cols = np.minimum(start[:, :, None] + np.arange(width), lead.shape[1] - 1)
-    return lead[np.arange(lead.shape[0])[:, None, None], cols]
+    (starts are clipped into the lead: only masked-out beats need it)."""
+    if lead.shape[1] < width:
+        lead = np.pad(lead, ((0, 0), (0, width - lead.shape[1])), mode="edge")
+    views = np.lib.stride_tricks.sliding_window_view(lead, width, axis=1)   # (B, n-w+1, w)
+    return views[np.arange(lead.shape[0])[:, None], np.clip(start, 0, views.shape[1] - 1)]
 
 
 def _masked_mean(x: np.ndarray, mask: np.ndarray, n: np.ndarray) -> np.ndarray:
