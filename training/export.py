@@ -92,6 +92,7 @@ def export_beats(result, folder: Path, spec: SignalSpec) -> Path:
     meta = base_metadata("beat", spec, cfg.seed) | {
         "classes": list(BEAT_CLASSES), "class_convention": "AAMI de Chazal 2004",
         "leads_used": list(cfg.leads), "rr_features": list(BEAT_RR_FEATURES),
+        "rr_features_used": list(cfg.rr_columns), "suppressed_classes": list(cfg.suppressed),
         "input": {"x": ["B", len(cfg.leads), spec.beat_span], "rr": ["B", len(BEAT_RR_FEATURES)]},
         "training_records": {n: result.record_hashes[n] for n in cfg.train_records},
         "validation_records": {n: result.record_hashes[n] for n in cfg.val_records},

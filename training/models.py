@@ -7,6 +7,8 @@ script them and the inference worker never imports this package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -36,11 +38,23 @@ class BeatNet(nn.Module):
     The morphology branch pools mean and max over time so the logits do not depend
     on where the QRS sits within a few samples; the RR branch is concatenated
     before the head because RR timing is what separates S from N.
+
+    ``rr_index`` picks the RR columns the model uses out of the F the worker sends
+    (the wire contract stays ``features.BEAT_RR_FEATURES``). ``suppressed`` classes
+    are trained on but never decided: in eval mode their logits get -1e4 (a class
+    the training patients cannot teach, e.g. F, which DS1 holds almost only in 208).
     """
 
     def __init__(self, n_leads: int, n_rr: int, n_classes: int = 5,
-                 widths: tuple[int, ...] = (16, 24, 32, 48), dropout: float = 0.2) -> None:
+                 widths: tuple[int, ...] = (16, 24, 32, 48), dropout: float = 0.2,
+                 rr_index: Sequence[int] | None = None, suppressed: Sequence[int] = ()) -> None:
         super().__init__()
+        index = list(range(n_rr)) if rr_index is None else list(rr_index)
+        self.register_buffer("rr_index", torch.tensor(index, dtype=torch.long))
+        bias = torch.zeros(n_classes)
+        bias[list(suppressed)] = -1e4
+        self.register_buffer("decision_bias", bias)
+        n_rr = len(index)
         self.stem = nn.Sequential(nn.Conv1d(n_leads, widths[0], 9, 1, 4, bias=False),
                                   nn.BatchNorm1d(widths[0]), nn.ReLU(inplace=True))
         blocks = [ResBlock(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)]
@@ -54,7 +68,11 @@ class BeatNet(nn.Module):
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         h = self.blocks(self.stem(x))                           # (B, C, T')
         h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)    # (B, 2C)
-        return self.head(torch.cat([h, self.rr(rr)], dim=1))    # (B, n_classes)
+        rr = rr.index_select(1, self.rr_index)                  # (B, F')
+        logits = self.head(torch.cat([h, self.rr(rr)], dim=1))  # (B, n_classes)
+        if self.training:
+            return logits
+        return logits + self.decision_bias
 
 
 class RhythmNet(nn.Module):
