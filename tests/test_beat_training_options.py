@@ -56,3 +56,18 @@ def test_epoch_class_counts_include_the_synthetic_s_beats():
     aug = epoch_counts(y, BeatTrainConfig(n_fraction=0.5, premature_aug=0.1))
     assert plain.sum() == aug.sum()
     assert aug[1] == plain[1] + 0.1 * plain[0] and aug[0] == 0.9 * plain[0]
+
+
+def test_an_ensemble_decides_from_its_members_mean_probabilities():
+    from training.models import BeatEnsemble
+
+    torch.manual_seed(1)
+    members = [BeatNet(1, 7, 5, suppressed=[3]).eval() for _ in range(3)]
+    ens = BeatEnsemble(members).eval()
+    x, rr = torch.randn(8, 1, 252), torch.rand(8, 7) + 0.5
+    with torch.no_grad():
+        mean_p = torch.stack([torch.softmax(m(x, rr), 1) for m in members]).mean(0)
+        out = ens(x, rr)
+        torch.testing.assert_close(torch.softmax(out, 1), mean_p)     # the worker's softmax
+        torch.testing.assert_close(torch.jit.script(ens)(x, rr), out)
+        assert not (out.argmax(1) == 3).any()

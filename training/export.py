@@ -96,6 +96,7 @@ def export_beats(result, folder: Path, spec: SignalSpec) -> Path:
         "input": {"x": ["B", len(cfg.leads), spec.beat_span], "rr": ["B", len(BEAT_RR_FEATURES)]},
         "training_records": {n: result.record_hashes[n] for n in cfg.train_records},
         "validation_records": {n: result.record_hashes[n] for n in cfg.val_records},
+        "ensemble_seeds": [cfg.seed + k for k in range(len(getattr(result.model, "members", [0])))],
         "config": asdict(cfg), "train_seconds": round(result.seconds, 1),
         "metrics": {"validation_ds1": result.val_metrics}, "history": result.history,
     }

@@ -13,6 +13,22 @@ from pathlib import Path
 from training.evaluate import TARGETS
 
 
+
+def _ensemble_lines(beat: dict, cfg: dict) -> list[str]:
+    """How the beat program decides: members, suppressed classes, premature copies."""
+    seeds = beat.get("ensemble_seeds", [beat["seed"]])
+    out = []
+    if len(seeds) > 1:
+        out.append(f"- Ensemble of {len(seeds)} members (seeds {seeds}): the mean of their "
+                   "class probabilities (docs/training_selection.md).")
+    if beat.get("suppressed_classes"):
+        out.append(f"- Trained on but never decided: {beat['suppressed_classes']} (DS1 holds "
+                   "fusion beats almost only in record 208; see docs/training_selection.md).")
+    if cfg.get("premature_aug"):
+        out.append(f"- Synthetic premature S copies of {100 * cfg['premature_aug']:g} % of "
+                   "each batch's N beats (`training.train.premature_copies`).")
+    return out
+
 def _f(x) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -86,6 +102,7 @@ def render(model_dir: Path, eval_dir: Path) -> str:
         f"- Spec `{beat['spec_id']}`, features v{beat['features_version']}, git "
         f"`{beat['git_commit']}`, seed {beat['seed']}, imbalance `{cfg['imbalance']}`, "
         f"{cfg['epochs']} epochs, training wall {beat['train_seconds']} s.",
+        *_ensemble_lines(beat, cfg),
         f"- Trained on DS1 minus validation patients {list(beat['validation_records'])} "
         "(model selection); DS2 (de Chazal 2004 test patients) is only used here.",
         "", "### DS2, de Chazal convention (e, j, n counted as N) — acceptance", "",
@@ -97,8 +114,11 @@ def render(model_dir: Path, eval_dir: Path) -> str:
     lines += ["## Rhythm detector", ""]
     if rhythm:
         cv = rhythm["metrics"].get("cv", {})
+        gate = rhythm.get("af_gate")
         lines += [f"- MLP over RR-irregularity features {rhythm['rhythm_features']}; classes "
                   f"{rhythm['classes']}; rate rules {rhythm['rate_rules']} (explicit).",
+                  *([f"- AF gate: {gate['model']}, over {gate['features']} "
+                     "(docs/evaluation/rhythm_cv.md)."] if gate else []),
                   "", "AF (AFIB+AFL) episodes on these records with the exported model "
                   "(its training set includes them: in-sample, see CV below):", "",
                   *_episodes(dc.get("episodes")), "",

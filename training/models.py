@@ -75,6 +75,28 @@ class BeatNet(nn.Module):
         return logits + self.decision_bias
 
 
+class BeatEnsemble(nn.Module):
+    """forward(x, rr) -> log of the members' mean class probabilities (B, n_classes).
+
+    Why: trained with different seeds, one BeatNet's validation score moves by
+    +-0.04 (docs/training_selection.md); averaging the probabilities of a few
+    removes most of that variance. The log keeps the output a logit vector, so
+    the worker's softmax returns the mean probabilities unchanged; a class the
+    members suppress gets ~-69 and is never decided.
+    """
+
+    def __init__(self, members: Sequence[BeatNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
+        total = torch.zeros(0)
+        for i, member in enumerate(self.members):
+            p = torch.softmax(member(x, rr), dim=1)
+            total = p if i == 0 else total + p
+        return torch.log((total / len(self.members)).clamp_min(1e-30))
+
+
 class RhythmNet(nn.Module):
     """forward(x (B, L, T), feats (B, F)) -> logits (B, K).
 

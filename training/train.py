@@ -10,7 +10,7 @@ import copy
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,12 +25,14 @@ from cardiostream.records import DS1
 from cardiostream.signal import SignalSpec
 from training.augment import NoiseBank
 from training.datasets import build_cache, load_arrays
-from training.models import BeatNet
+from training.models import BeatEnsemble, BeatNet
 
 # DS1 patients held out whole for model selection: together they hold ~40% of
 # DS1's S beats (118, 201, 220, 223) and ~30% of its V beats (106, 223).
 VAL_RECORDS: tuple[str, ...] = ("106", "118", "201", "220", "223")
 Imbalance = Literal["weighted", "focal", "sampler"]
+PREMATURE_PREV = (0.55, 0.85)   # synthetic S: previous RR / local mean RR
+PREMATURE_NEXT = (0.95, 1.25)   # synthetic S: next RR / local mean RR
 
 
 @dataclass(frozen=True)
@@ -159,15 +161,18 @@ def premature_copies(rr_s: np.ndarray, y: np.ndarray, share: float,
     (AAMI EC57; de Chazal 2004's RR features): DS1 holds ~600 S beats outside
     validation, most from one patient (209), so the model rarely sees prematurity
     on other patients' morphology. The copy keeps the N beat's samples and gets a
-    previous RR of 55-85 % of its local mean and a next RR of 95-125 % of it (a
-    pause short of fully compensatory), labelled S.
+    previous RR of ``PREMATURE_PREV`` of its local mean and a next RR of
+    ``PREMATURE_NEXT`` of it, labelled S: an atrial premature beat resets the sinus
+    node, so the pause after it is about one normal RR. (A strictly
+    non-compensatory 90-110 % did no better on the DS1 validation patients,
+    docs/training_selection.md.)
     """
     rr_s, y = rr_s.copy(), y.copy()
     n_idx = np.flatnonzero(y == 0)
     pick = n_idx[rng.random(n_idx.size) < share]
     local = np.where(rr_s[pick, 2] > 0, rr_s[pick, 2], rr_s[pick, 3])
-    rr_s[pick, 0] = local * rng.uniform(0.55, 0.85, pick.size)
-    rr_s[pick, 1] = local * rng.uniform(0.95, 1.25, pick.size)
+    rr_s[pick, 0] = local * rng.uniform(*PREMATURE_PREV, pick.size)
+    rr_s[pick, 1] = local * rng.uniform(*PREMATURE_NEXT, pick.size)
     y[pick] = 1
     return rr_s, y
 
@@ -255,6 +260,31 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
     model.eval().cpu()
     hashes = {n: p[1] for n, p in paths.items()}
     return BeatTrainResult(model, cfg, best[2], history, hashes, time.perf_counter() - t0)
+
+
+def train_beat_ensemble(cfg: BeatTrainConfig, members: int, data_dir: Path, cache_dir: Path,
+                        spec: SignalSpec, progress=None) -> BeatTrainResult:
+    """``members`` BeatNets with seeds cfg.seed, cfg.seed + 1, ... -> one BeatEnsemble.
+
+    Each member keeps its own best validation epoch; the ensemble's validation
+    figures are measured on the same DS1 patients (the ones exported).
+    """
+    if members < 1:
+        raise ValueError(f"an ensemble needs at least one member, got {members}")
+    t0 = time.perf_counter()
+    results = [train_beats(replace(cfg, seed=cfg.seed + k), data_dir, cache_dir, spec, progress)
+               for k in range(members)]
+    if members == 1:
+        return results[0]
+    ensemble = BeatEnsemble([r.model for r in results]).eval()
+    rng = np.random.default_rng(cfg.seed)
+    arrays = load_arrays(build_cache(data_dir, list(cfg.val_records), spec, cache_dir))
+    xv, rrv, yv = stack_beats(arrays, cfg.val_records, cfg.leads, cfg.max_beats_per_record, rng)
+    metrics = class_metrics(confusion(yv, predict(ensemble, xv, rrv, pick_device())))
+    history = [{"member_seed": cfg.seed + k, **h} for k, r in enumerate(results)
+               for h in r.history]
+    return BeatTrainResult(ensemble.cpu(), cfg, metrics, history, results[0].record_hashes,
+                           time.perf_counter() - t0)
 
 
 def epoch_line(h: dict) -> str:

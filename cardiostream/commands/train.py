@@ -47,6 +47,14 @@ def beats(
         "weighted | focal | sampler (focal won on the DS1 validation patients, "
         "docs/training_sweep.md).")),
     augment: bool = typer.Option(True, help="Amplitude/baseline/NSTDB noise augmentation."),
+    suppress: str = typer.Option("F", help=(
+        "Comma-separated classes trained on but never decided ('' for none). F: DS1 holds "
+        "its fusion beats almost only in record 208, and on the DS1 validation patients "
+        "98.5 % of F decisions were wrong (docs/training_sweep.md).")),
+    premature_aug: float = typer.Option(0.0, min=0.0, max=0.5, help=(
+        "Share of each batch's N beats copied as synthetic premature S beats.")),
+    members: int = typer.Option(1, min=1, max=9, help=(
+        "Seeds seed, seed+1, ... averaged into one program (BeatEnsemble).")),
 ) -> None:
     """Train the AAMI beat classifier on DS1 (patient-level validation inside DS1)."""
     import time
@@ -56,17 +64,21 @@ def beats(
     from cardiostream.settings import load_settings
     from cardiostream.signal import DEFAULT_SPEC
     from training.export import export_beats
-    from training.train import BeatTrainConfig, train_beats
+    from training.train import BeatTrainConfig, train_beat_ensemble
 
     if imbalance not in ("weighted", "focal", "sampler"):
         raise typer.BadParameter(f"{imbalance!r}: weighted, focal or sampler",
                                  param_hint="--imbalance")
     t0 = time.perf_counter()
     settings = load_settings()
-    cfg = BeatTrainConfig(seed=seed, epochs=epochs, imbalance=imbalance, augment=augment)
+    suppressed = tuple(c.strip() for c in suppress.split(",") if c.strip())
+    if unknown := [c for c in suppressed if c not in "NSVFQ" or len(c) != 1]:
+        raise typer.BadParameter(f"{unknown}: classes are N, S, V, F, Q", param_hint="--suppress")
+    cfg = BeatTrainConfig(seed=seed, epochs=epochs, imbalance=imbalance, augment=augment,
+                          suppressed=suppressed, premature_aug=premature_aug)
     with _progress() as progress:
-        result = train_beats(cfg, data or settings.paths.mitdb, settings.paths.cache_dir,
-                             DEFAULT_SPEC, progress)
+        result = train_beat_ensemble(cfg, members, data or settings.paths.mitdb,
+                                     settings.paths.cache_dir, DEFAULT_SPEC, progress)
     folder = export_beats(result, out or settings.paths.model_dir, DEFAULT_SPEC)
     Console().print(f"wrote {folder}; validation (DS1 patients {', '.join(cfg.val_records)}): "
                   f"score {result.val_metrics['score']:.4f}; wall {time.perf_counter() - t0:.1f} s")
