@@ -53,16 +53,26 @@ BENCH_REDIS_DB = 3          # the services use 0, the tests 1
 LOAD_AT_START: list[float] = []
 
 
+def shipped_beat_members() -> int:
+    """How many BeatNets the shipped beat program averages (1 for a single model)."""
+    import json
+
+    meta = json.loads((Settings().paths.model_dir / "beat" / "metadata.json").read_text())
+    return len(meta.get("ensemble_seeds", [0]))
+
+
 def stand_in_models(folder: Path) -> Path:
-    """Untrained BeatNet/RhythmNet (training.models) exported with training.export."""
+    """Untrained models shaped like the shipped ones (a BeatEnsemble of as many BeatNets,
+    a RhythmNet), exported with training.export: the cost, not the weights, matters."""
     from cardiostream.features import RHYTHM_FEATURES
     from cardiostream.signal import DEFAULT_SPEC
     from training.export import base_metadata, export_model
-    from training.models import BeatNet, RhythmNet
+    from training.models import BeatEnsemble, BeatNet, RhythmNet
 
     spec = DEFAULT_SPEC
     torch.manual_seed(0)
-    beat = BeatNet(1, 7, 5)
+    members = shipped_beat_members()
+    beat = BeatEnsemble([BeatNet(1, 7, 5, suppressed=[3]) for _ in range(members)])
     meta = base_metadata("beat", spec, 0) | {"classes": list("NSVFQ"), "leads_used": [0]}
     export_model(beat, (torch.zeros(2, 1, spec.beat_span), torch.ones(2, 7)), folder / "beat", meta)
     rhythm = RhythmNet(len(RHYTHM_FEATURES), 8)
