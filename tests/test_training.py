@@ -234,3 +234,30 @@ def test_af_gate_decides_af_and_scripts(tmp_path):
     scripted = torch.jit.script(model)
     with torch.inference_mode():
         torch.testing.assert_close(scripted(dummy, feats), model(dummy, feats))
+
+
+def test_af_gate_never_hides_a_ventricular_rhythm():
+    """Gate says AF, the MLP says VT (or VFL) -> VT; gate says AF, the MLP says N -> AF."""
+    from training.rhythm import AF_INDICES, RHYTHM_MODEL_CLASSES, VENTRICULAR_INDICES
+    from training.rhythm_af import AfGatedRhythmNet
+
+    class Fixed(torch.nn.Module):
+        def __init__(self, logits: torch.Tensor) -> None:
+            super().__init__()
+            self.register_buffer("logits", logits)
+
+        def forward(self, x: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+            return self.logits.expand(feats.shape[0], -1)
+
+    k = len(RHYTHM_MODEL_CLASSES)
+    for favourite, expected in ((3, 3), (4, 4), (0, 1), (5, 1)):
+        logits = torch.zeros(k)
+        logits[favourite] = 5.0
+        logits[1] = 1.0                                   # AFIB second
+        model = AfGatedRhythmNet(Fixed(logits), [0], list(AF_INDICES), k,
+                                 exempt=list(VENTRICULAR_INDICES)).eval()
+        with torch.no_grad():
+            model.head.bias.fill_(10.0)                   # P(AF) ~ 1
+            model.head.weight.zero_()
+            got = model(torch.zeros(2, 1, 1), torch.zeros(2, 3)).argmax(1)
+        assert got.tolist() == [expected, expected], RHYTHM_MODEL_CLASSES[favourite]

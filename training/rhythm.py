@@ -44,6 +44,7 @@ from training.train import seed_everything, set_threads
 
 RHYTHM_MODEL_CLASSES: tuple[str, ...] = ("N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T")
 AF_INDICES = (1, 2)    # AFIB, AFL: the scorer's AF target and the alarm layer's AF_CODES
+VENTRICULAR_INDICES = (3, 4)   # VT, VFL: the AF gate never rules them out (red alarms)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,8 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> torch.nn.Module
         raise ValueError(f"af_head needs the {len(CANDIDATE_FEATURES)} candidate features "
                          f"(dominant_rr=True while they are not online), got {x.shape[1]}")
     gated = AfGatedRhythmNet(mlp, [CANDIDATE_FEATURES.index(n) for n in AF_HEAD_FEATURES],
-                             list(AF_INDICES), len(RHYTHM_MODEL_CLASSES))
+                             list(AF_INDICES), len(RHYTHM_MODEL_CLASSES),
+                             exempt=list(VENTRICULAR_INDICES))
     return fit_af_head(gated, x, np.isin(y, AF_INDICES), cfg.seed)
 
 
@@ -248,8 +250,10 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
 def _af_gate_meta() -> dict:
     from training.rhythm_af import AF_HEAD_FEATURES, AF_THRESHOLD
 
-    return {"model": "logistic regression, P(AF) > threshold decides AF vs the rest",
-            "features": list(AF_HEAD_FEATURES), "threshold": AF_THRESHOLD}
+    return {"model": "logistic regression, P(AF) > threshold decides AF vs the rest "
+                     "(VT and VFL exempt: the gate never rules out a ventricular rhythm)",
+            "features": list(AF_HEAD_FEATURES), "threshold": AF_THRESHOLD,
+            "exempt": [RHYTHM_MODEL_CLASSES[i] for i in VENTRICULAR_INDICES]}
 
 
 def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:

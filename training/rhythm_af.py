@@ -52,10 +52,16 @@ class AfGatedRhythmNet(nn.Module):
     P(AF) = sigmoid(w . standardised feats[af_index] + b). When P(AF) > threshold
     the non-AF classes get -1e4, otherwise the AF classes do; the softmax of the
     output is the MLP's distribution within the gate's group.
+
+    ``exempt`` classes (the ventricular rhythms VT, VFL) are never ruled out by
+    the gate: an irregular window is evidence against sinus rhythm, not against a
+    ventricular rhythm, and a red VT/VF alarm must not be hidden behind a yellow
+    AF one (MIT-BIH 223's slow VT and 207's flutter were called AF otherwise).
     """
 
     def __init__(self, mlp: nn.Module, af_index: list[int], af_classes: list[int],
-                 n_classes: int, threshold: float = AF_THRESHOLD) -> None:
+                 n_classes: int, threshold: float = AF_THRESHOLD,
+                 exempt: list[int] | None = None) -> None:
         super().__init__()
         self.mlp = mlp
         self.head = nn.Linear(len(af_index), 1)
@@ -65,6 +71,9 @@ class AfGatedRhythmNet(nn.Module):
         is_af = torch.zeros(n_classes)
         is_af[af_classes] = 1.0
         self.register_buffer("is_af", is_af)
+        gated = torch.ones(n_classes)
+        gated[list(exempt or [])] = 0.0
+        self.register_buffer("gated", gated)     # 0: the gate never rules the class out
         self.threshold = float(threshold)
         self.mask = 1e4          # logit offset that removes the classes the gate rules out
 
@@ -79,7 +88,7 @@ class AfGatedRhythmNet(nn.Module):
         logits = self.mlp(x, feats)                                   # (B, K)
         gate = (self.p_af(feats) > self.threshold).to(logits.dtype)[:, None]
         ruled_out = gate * (1.0 - self.is_af) + (1.0 - gate) * self.is_af
-        return logits - self.mask * ruled_out
+        return logits - self.mask * ruled_out * self.gated
 
 
 def fit_af_head(model: AfGatedRhythmNet, x: np.ndarray, is_af: np.ndarray, seed: int,
