@@ -51,9 +51,10 @@ def beats(
         "Comma-separated classes trained on but never decided ('' for none). F: DS1 holds "
         "its fusion beats almost only in record 208, and on the DS1 validation patients "
         "98.5 % of F decisions were wrong (docs/training_sweep.md).")),
-    premature_aug: float = typer.Option(0.0, min=0.0, max=0.5, help=(
-        "Share of each batch's N beats copied as synthetic premature S beats.")),
-    members: int = typer.Option(1, min=1, max=9, help=(
+    premature_aug: float = typer.Option(0.02, min=0.0, max=0.5, help=(
+        "Share of each batch's N beats copied as synthetic premature S beats "
+        "(0.02 won on the DS1 validation patients, docs/training_selection.md).")),
+    members: int = typer.Option(3, min=1, max=9, help=(
         "Seeds seed, seed+1, ... averaged into one program (BeatEnsemble).")),
 ) -> None:
     """Train the AAMI beat classifier on DS1 (patient-level validation inside DS1)."""
