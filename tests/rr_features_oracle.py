@@ -1,23 +1,25 @@
 """The previous one-window dominant-RR / P-wave features (cardiostream/rr_features.py
-as of commit add8a6e, before the batched rewrite), kept verbatim as the oracle the
-batched ``dominant_rr_batch`` must equal (the shipped rhythm model was trained on it)."""
+as of commit add8a6e, before the batched rewrite), its algorithm kept verbatim as the
+oracle the batched ``dominant_rr_batch`` must equal (the shipped rhythm model was
+trained on it); thresholds and names come from cardiostream.rr_features."""
 
 from __future__ import annotations
 
 import numpy as np
 
-DOMINANT_RR_FEATURES: tuple[str, ...] = (
-    "dominant_frac", "dominant_nn_cv", "dominant_nn_rmssd_over_mean",
-    "dominant_nn_irregular_frac", "p_wave_corr", "p_wave_to_qrs", "p_wave_measured",
+# The thresholds are the shipped ones (one definition); only the algorithm is frozen here.
+from cardiostream.rr_features import (
+    IRREGULAR_DNN,
+    NN_RANGE_S,
+    NO_EVIDENCE,
+    P_MIN_RR_S,
+    P_PRE_S,
+    QRS_POST_S,
+    QRS_PRE_S,
+    SAME_SHAPE_AMP,
+    SAME_SHAPE_CORR,
 )
 
-QRS_PRE_S = 0.08         # segment around each beat used for its shape, seconds
-QRS_POST_S = 0.10
-SAME_SHAPE_CORR = 0.85   # Pearson correlation with the typical beat to be "dominant"
-SAME_SHAPE_AMP = (0.6, 1.6)   # peak-to-peak ratio to the typical beat to be "dominant"
-IRREGULAR_DNN = 0.10     # |successive difference| > 10 % of the median interval
-P_PRE_S = (0.28, 0.08)   # P-wave segment: from 280 ms to 80 ms before the R peak
-P_MIN_RR_S = 0.4         # only beats whose preceding RR is longer (T wave out of the way)
 _US = 1_000_000
 
 
@@ -97,13 +99,13 @@ def dominant_rr_features(beat_times_us: np.ndarray, start_time_us: int, lead: np
     t = np.asarray(beat_times_us, dtype=np.float64)
     lead = np.asarray(lead, dtype=np.float64)
     if t.size < 4 or lead.size < 2:
-        return np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        return np.array(NO_EVIDENCE, dtype=np.float32)
     idx = np.round((t - start_time_us) * fs_hz / _US).astype(np.int64)
     dom = dominant_mask(beat_segments(lead, fs_hz, idx))
     rr_prev = np.diff(t, prepend=-np.inf) / _US
     p_wave = p_wave_evidence(lead, fs_hz, idx, dom & (rr_prev > P_MIN_RR_S))
     nn = dominant_intervals(t / _US, dom)
-    nn = nn[(nn > 0.15) & (nn < 6.0)]
+    nn = nn[(nn > NN_RANGE_S[0]) & (nn < NN_RANGE_S[1])]
     frac = float(dom.mean())
     if nn.size < 3:
         return np.array([frac, 0.0, 0.0, 0.0, *p_wave], dtype=np.float32)
