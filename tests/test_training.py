@@ -157,24 +157,6 @@ def test_training_rhythm_features_equal_the_workers_in_any_batch(record):
     assert dominant[:, DOMINANT_RR_FEATURES.index("p_wave_measured")].any()   # not all "none"
 
 
-@needs_data
-def test_dominant_features_from_the_cache_equal_those_of_the_stream_windows():
-    """Train/serve parity of the candidate features: cached arrays == RhythmWindow fields."""
-    from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_features
-    from training.rhythm_af import dominant_features
-
-    sampto = int(60 * 360)
-    cached = cut_record(MITDB, "119", DEFAULT_SPEC, sampto=sampto)
-    f = dominant_features(cached)
-    assert f.shape == (len(cached["rhythm_start_us"]), len(DOMINANT_RR_FEATURES))
-    assert np.isfinite(f).all() and ((f[:, 0] > 0) & (f[:, 0] <= 1)).all()
-    windows = process_record(load_record(MITDB, "119", sampto=sampto), DEFAULT_SPEC,
-                             chunk_s=0.5, start_us=0).rhythms
-    online = np.stack([dominant_rr_features(np.asarray(w.beat_times_us), w.start_time_us,
-                                            w.samples[0], w.fs_hz) for w in windows])
-    np.testing.assert_array_equal(online, f)
-
-
 def test_exported_af_gated_rhythm_model_loads_with_the_rhythm_features_version(tmp_path):
     """The default rhythm config is the AF-gated model over the online features; its folder
     carries the rhythm features version and the worker's load_model accepts it."""
@@ -188,10 +170,10 @@ def test_exported_af_gated_rhythm_model_loads_with_the_rhythm_features_version(t
         RhythmTrainResult,
         export_rhythm,
     )
-    from training.rhythm_af import AF_HEAD_FEATURES, FEATURES_ONLINE, AfGatedRhythmNet
+    from training.rhythm_af import AF_HEAD_FEATURES, AfGatedRhythmNet
 
     cfg = RhythmTrainConfig()
-    assert FEATURES_ONLINE and cfg.af_head and set(DOMINANT_RR_FEATURES) <= set(RHYTHM_FEATURES)
+    assert cfg.af_head and set(DOMINANT_RR_FEATURES) <= set(RHYTHM_FEATURES)
     k = len(RHYTHM_MODEL_CLASSES)
     model = AfGatedRhythmNet(RhythmNet(len(RHYTHM_FEATURES), k),
                              [RHYTHM_FEATURES.index(n) for n in AF_HEAD_FEATURES],
@@ -205,22 +187,18 @@ def test_exported_af_gated_rhythm_model_loads_with_the_rhythm_features_version(t
 
 def test_af_gate_decides_af_and_scripts(tmp_path):
     """The gated candidate: argmax is AF exactly when P(AF) > 0.5; TorchScript gives the same."""
+    from cardiostream.features import RHYTHM_FEATURES
     from training.models import RhythmNet
     from training.rhythm import AF_INDICES, RHYTHM_MODEL_CLASSES
-    from training.rhythm_af import (
-        AF_HEAD_FEATURES,
-        CANDIDATE_FEATURES,
-        AfGatedRhythmNet,
-        fit_af_head,
-    )
+    from training.rhythm_af import AF_HEAD_FEATURES, AfGatedRhythmNet, fit_af_head
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(400, len(CANDIDATE_FEATURES))).astype(np.float32)
-    col = CANDIDATE_FEATURES.index("dominant_nn_cv")
+    x = rng.normal(size=(400, len(RHYTHM_FEATURES))).astype(np.float32)
+    col = RHYTHM_FEATURES.index("dominant_nn_cv")
     is_af = x[:, col] > 0.3                               # AF iff one irregularity feature
     k = len(RHYTHM_MODEL_CLASSES)
     torch.manual_seed(0)
-    make = lambda: AfGatedRhythmNet(RhythmNet(x.shape[1], k), [CANDIDATE_FEATURES.index(n)  # noqa: E731
+    make = lambda: AfGatedRhythmNet(RhythmNet(x.shape[1], k), [RHYTHM_FEATURES.index(n)  # noqa: E731
                                     for n in AF_HEAD_FEATURES], list(AF_INDICES), k)
     model = fit_af_head(make(), x, is_af, seed=0)
     feats, dummy = torch.from_numpy(x), torch.zeros(len(x), 1, 1)

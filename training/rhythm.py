@@ -14,13 +14,10 @@ out-of-fold decisions: per window (what ``cardiostream evaluate`` and the
 worker's RhythmResult say) and as the alarm layer would call them (the
 ``rhythm_on_windows`` / ``rhythm_off_windows`` hysteresis of inference/alarms.py).
 
-Candidate AF evidence (``training.rhythm_af``, ``python -m training.rhythm``):
-``dominant_rr=True`` appends ``cardiostream.rr_features.DOMINANT_RR_FEATURES`` to
-the window features, ``af_head=True`` lets a logistic AF gate over irregularity
-and P-wave features decide AF. While the worker's ``features.rhythm_inputs`` does
-not compute those features (``rhythm_af.FEATURES_ONLINE`` False) such a model
-must not be exported (``export_rhythm`` refuses); once it does, ``af_head`` is the
-default and the features come from ``rhythm_inputs`` itself.
+AF evidence (``training.rhythm_af``): with ``af_head`` (the default) a logistic AF
+gate over the irregularity and ``cardiostream.rr_features`` P-wave/dominant-beat
+columns of ``features.RHYTHM_FEATURES`` decides AF; ``--no-af-head`` gives the plain
+MLP of rhythm features v1's design.
 """
 
 from __future__ import annotations
@@ -39,7 +36,6 @@ from cardiostream.records import NON_PACED
 from cardiostream.signal import SignalSpec
 from training.datasets import build_cache, load_arrays, rhythm_features
 from training.models import RhythmNet
-from training.rhythm_af import CANDIDATE_FEATURES, FEATURES_ONLINE
 from training.train import seed_everything, set_threads
 
 RHYTHM_MODEL_CLASSES: tuple[str, ...] = ("N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T")
@@ -56,8 +52,7 @@ class RhythmTrainConfig:
     hidden: int = 32
     folds: int = 5
     records: tuple[str, ...] = NON_PACED
-    dominant_rr: bool = False    # append rr_features columns (only while not online)
-    af_head: bool = FEATURES_ONLINE   # AF gate (training.rhythm_af) over those columns
+    af_head: bool = True         # AF gate (training.rhythm_af) over the rr_features columns
 
 
 @dataclass
@@ -100,17 +95,12 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> torch.nn.Module
     mlp = fit_mlp(x, y, cfg)
     if not cfg.af_head:
         return mlp
-    from training.rhythm_af import (
-        AF_HEAD_FEATURES,
-        CANDIDATE_FEATURES,
-        AfGatedRhythmNet,
-        fit_af_head,
-    )
+    from training.rhythm_af import AF_HEAD_FEATURES, AfGatedRhythmNet, fit_af_head
 
-    if x.shape[1] != len(CANDIDATE_FEATURES):
-        raise ValueError(f"af_head needs the {len(CANDIDATE_FEATURES)} candidate features "
-                         f"(dominant_rr=True while they are not online), got {x.shape[1]}")
-    gated = AfGatedRhythmNet(mlp, [CANDIDATE_FEATURES.index(n) for n in AF_HEAD_FEATURES],
+    if x.shape[1] != len(RHYTHM_FEATURES):
+        raise ValueError(f"af_head needs the {len(RHYTHM_FEATURES)} RHYTHM_FEATURES columns, "
+                         f"got {x.shape[1]}")
+    gated = AfGatedRhythmNet(mlp, [RHYTHM_FEATURES.index(n) for n in AF_HEAD_FEATURES],
                              list(AF_INDICES), len(RHYTHM_MODEL_CLASSES),
                              exempt=list(VENTRICULAR_INDICES))
     return fit_af_head(gated, x, np.isin(y, AF_INDICES), cfg.seed)
@@ -174,11 +164,6 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
     paths = build_cache(data_dir, cfg.records, spec, cache_dir)
     arrays = load_arrays(paths)
     feats = {r: cached_features(paths[r][0], arrays[r]) for r in cfg.records}
-    if cfg.dominant_rr and not FEATURES_ONLINE:
-        from training.rhythm_af import dominant_features
-
-        feats = {r: np.concatenate([f, dominant_features(arrays[r])], axis=1)
-                 for r, f in feats.items()}
     labels = {r: target_index(arrays[r]["rhythm_label"]) for r in cfg.records}
     cv_pred: dict[str, np.ndarray] = {}
     for fold in folds_of(cfg.records, labels, cfg.folds):
@@ -226,10 +211,6 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     from training.export import base_metadata, export_model
 
     cfg = result.config
-    if (cfg.dominant_rr or cfg.af_head) and not FEATURES_ONLINE:
-        raise ValueError("this model reads rr_features.DOMINANT_RR_FEATURES, which "
-                         "features.rhythm_inputs does not compute yet; save it with "
-                         "save_candidate, not export_rhythm")
     meta = base_metadata("rhythm", spec, cfg.seed) | {
         "classes": list(RHYTHM_MODEL_CLASSES), "leads_used": [0],
         "rhythm_features": list(RHYTHM_FEATURES), "rate_rules": asdict(RateRules()),
@@ -257,16 +238,14 @@ def _af_gate_meta() -> dict:
 
 
 def save_candidate(result: RhythmTrainResult, folder: Path) -> Path:
-    """A candidate (not loadable by the worker): weights, config and CV figures as JSON."""
+    """A CV run's outputs (not a worker model folder): weights, config and CV figures."""
     import json
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.save(result.model.state_dict(), folder / "weights.pt")
-    names = list(CANDIDATE_FEATURES if result.config.dominant_rr or result.config.af_head
-                 else RHYTHM_FEATURES)
     (folder / "candidate.json").write_text(json.dumps(
-        {"classes": list(RHYTHM_MODEL_CLASSES), "features": names,
+        {"classes": list(RHYTHM_MODEL_CLASSES), "features": list(RHYTHM_FEATURES),
          "config": asdict(result.config), "training_records": result.record_hashes,
          "cv": result.cv_summary, "train_seconds": round(result.seconds, 1)}, indent=1) + "\n")
     return folder
@@ -283,14 +262,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dominant-rr", action="store_true",
-                    help="append the rr_features columns (only while they are not online)")
     ap.add_argument("--af-head", action=argparse.BooleanOptionalAction,
                     default=RhythmTrainConfig.af_head, help="the logistic AF gate")
     args = ap.parse_args(argv)
     settings = load_settings()
-    result = train_rhythm(RhythmTrainConfig(seed=args.seed, dominant_rr=args.dominant_rr,
-                                            af_head=args.af_head),
+    result = train_rhythm(RhythmTrainConfig(seed=args.seed, af_head=args.af_head),
                           settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
                           cv_dir=args.out / "cv")
     save_candidate(result, args.out)

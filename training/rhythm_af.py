@@ -1,4 +1,4 @@
-"""Candidate AF evidence for the rhythm detector: extra window features and an AF gate.
+"""AF evidence for the rhythm detector: the AF gate over the dominant-beat features.
 
 Why: the rhythm MLP over the 21 window features confuses AF with sinus rhythm
 plus ventricular ectopy (10 s windows hold 10-20 beats). Two physiological cues
@@ -21,29 +21,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cardiostream.features import RHYTHM_FEATURES
-from cardiostream.rr_features import DOMINANT_RR_FEATURES, dominant_rr_batch
+from cardiostream.rr_features import DOMINANT_RR_FEATURES
 
-# True once features.rhythm_inputs computes the rr_features columns (the online wiring).
-FEATURES_ONLINE = set(DOMINANT_RR_FEATURES) <= set(RHYTHM_FEATURES)
-CANDIDATE_FEATURES: tuple[str, ...] = (RHYTHM_FEATURES if FEATURES_ONLINE
-                                       else RHYTHM_FEATURES + DOMINANT_RR_FEATURES)
 AF_HEAD_FEATURES: tuple[str, ...] = (
     "cv_rr", "rmssd_over_mean", "turning_point_ratio", "sample_entropy", "frac_near_median",
     "iqr_over_median", "clean_cv", "clean_rmssd_over_mean", "irregular_dRR_frac",
     *DOMINANT_RR_FEATURES,
 )
 AF_THRESHOLD = 0.5      # P(AF) of the gate; fixed a priori, not tuned
-
-
-def dominant_features(arrays: dict) -> np.ndarray:
-    """Cached record arrays -> (windows, len(DOMINANT_RR_FEATURES)) float32."""
-    off, bt = arrays["rhythm_beat_offsets"], arrays["rhythm_beat_times_us"]
-    fs, starts = float(arrays["rhythm_fs_hz"]), arrays["rhythm_start_us"]
-    if len(starts) == 0:
-        return np.zeros((0, len(DOMINANT_RR_FEATURES)), np.float32)
-    return dominant_rr_batch([bt[off[i]:off[i + 1]] for i in range(len(starts))],
-                             [int(s) for s in starts], arrays["rhythm_samples0"], fs)
 
 
 class AfGatedRhythmNet(nn.Module):
