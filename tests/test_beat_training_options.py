@@ -45,7 +45,8 @@ def test_premature_copies_are_early_n_beats_labelled_s():
     assert (y[moved] == 0).all() and (y2[moved] == 1).all()     # only N beats become S
     assert 0.07 < moved.sum() / (y == 0).sum() < 0.13
     np.testing.assert_array_equal(rr2[~moved], rr[~moved])
-    prev_over_local = beat_rr_features(*rr2[moved].T)[:, BEAT_RR_FEATURES.index("rr_prev_over_local")]
+    column = BEAT_RR_FEATURES.index("rr_prev_over_local")
+    prev_over_local = beat_rr_features(*rr2[moved].T)[:, column]
     assert (prev_over_local >= 0.55 - 1e-6).all() and (prev_over_local <= 0.85 + 1e-6).all()
     assert (rr2[moved, 1] > rr2[moved, 0]).all()                # a pause follows the early beat
 

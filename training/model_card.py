@@ -13,7 +13,6 @@ from pathlib import Path
 from training.evaluate import TARGETS
 
 
-
 def _ensemble_lines(beat: dict, cfg: dict) -> list[str]:
     """How the beat program decides: members, suppressed classes, premature copies."""
     seeds = beat.get("ensemble_seeds", [beat["seed"]])
@@ -22,12 +21,15 @@ def _ensemble_lines(beat: dict, cfg: dict) -> list[str]:
         out.append(f"- Ensemble of {len(seeds)} members (seeds {seeds}): the mean of their "
                    "class probabilities (docs/training_selection.md).")
     if beat.get("suppressed_classes"):
-        out.append(f"- Trained on but never decided: {beat['suppressed_classes']} (DS1 holds "
-                   "fusion beats almost only in record 208; see docs/training_selection.md).")
+        why = ("DS1 holds fusion beats almost only in record 208; see "
+               if "F" in beat["suppressed_classes"] else "see ")
+        out.append(f"- Trained on but never decided: {beat['suppressed_classes']} "
+                   f"({why}docs/training_selection.md).")
     if cfg.get("premature_aug"):
         out.append(f"- Synthetic premature S copies of {100 * cfg['premature_aug']:g} % of "
                    "each batch's N beats (`training.train.premature_copies`).")
     return out
+
 
 def _f(x) -> str:
     return "-" if x is None else f"{x:.2f}"

@@ -79,7 +79,7 @@ class BeatEnsemble(nn.Module):
     """forward(x, rr) -> log of the members' mean class probabilities (B, n_classes).
 
     Why: trained with different seeds, one BeatNet's validation score moves by
-    +-0.04 (docs/training_selection.md); averaging the probabilities of a few
+    up to 0.09 (docs/training_selection.md); averaging the probabilities of a few
     removes most of that variance. The log keeps the output a logit vector, so
     the worker's softmax returns the mean probabilities unchanged; a class the
     members suppress gets ~-69 and is never decided.

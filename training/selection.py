@@ -1,7 +1,7 @@
 """Model selection on the DS1 validation patients: beat-model variants x seeds.
 
 Why seeds: on the five validation patients the selection score of one
-configuration moves by +-0.04 from seed to seed (docs/training_selection.md), more
+configuration moves by up to 0.09 from seed to seed (docs/training_selection.md), more
 than most configuration changes, so a variant is judged by its mean over seeds.
 DS2 is never read.
 

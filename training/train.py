@@ -19,8 +19,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from cardiostream.features import (BEAT_CLASSES, BEAT_RR_FEATURES, beat_rr_features,
-                                   normalise_samples)
+from cardiostream.features import (
+    BEAT_CLASSES,
+    BEAT_RR_FEATURES,
+    beat_rr_features,
+    normalise_samples,
+)
 from cardiostream.records import DS1
 from cardiostream.signal import SignalSpec
 from training.augment import NoiseBank

@@ -50,7 +50,7 @@ def beats(
     suppress: str = typer.Option("F", help=(
         "Comma-separated classes trained on but never decided ('' for none). F: DS1 holds "
         "its fusion beats almost only in record 208, and on the DS1 validation patients "
-        "98.5 % of F decisions were wrong (docs/training_sweep.md).")),
+        "98.5 % of F decisions were wrong (docs/training_selection.md).")),
     premature_aug: float = typer.Option(0.02, min=0.0, max=0.5, help=(
         "Share of each batch's N beats copied as synthetic premature S beats "
         "(0.02 won on the DS1 validation patients, docs/training_selection.md).")),
