@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiostream.records import NON_PACED
-from cardiostream.schemas import decode_chunk, encode_chunk, encode_window
+from cardiostream.schemas import decode_chunk, encode_bundle, encode_chunk, encode_window
 from cardiostream.settings import Settings, load_settings
 from cardiostream.signal import DEFAULT_SPEC
 from streamer.simulator import RecordCache, iter_chunks
@@ -120,20 +120,38 @@ def warmup_fidelity(settings: Settings, names: tuple[str, ...] = ("100", "119", 
     return out
 
 
-def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float) -> int:
+def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float,
+               bundle: int = 0) -> int:
+    """Produce every chunk; returns the number of chunks. ``bundle`` > 0: as a gateway
+    would, the chunks of one tick are sent as bundles of at most ``bundle`` chunks, one
+    record per partition (``cardiostream.schemas.encode_bundle``)."""
     from kafka import KafkaProducer
 
-    from cardiostream.kafka_config import producer_kwargs
+    from cardiostream.kafka_config import partition_for, producer_kwargs
 
     producer = KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=50))
     per_dev = device_chunks(settings, devices, seconds, chunk_s, time.time_ns() // 1000)
+    n_parts = settings.topics.partitions
+    part_of = [partition_for(dev[0].device_id.encode(), n_parts) for dev in per_dev]
     n = 0
     for k in range(max(len(d) for d in per_dev)):
-        for dev in per_dev:
-            if k < len(dev):
+        tick: dict[int, list[bytes]] = {}
+        for dev, part in zip(per_dev, part_of, strict=True):
+            if k >= len(dev):
+                continue
+            n += 1
+            if not bundle:
                 producer.send(settings.topics.samples, key=dev[k].device_id.encode(),
                               value=encode_chunk(dev[k]))
-                n += 1
+                continue
+            members = tick.setdefault(part, [])
+            members.append(encode_chunk(dev[k]))
+            if len(members) == bundle:
+                producer.send(settings.topics.samples, key=b"gateway", partition=part,
+                              value=encode_bundle(tick.pop(part)))
+        for part, members in tick.items():
+            producer.send(settings.topics.samples, key=b"gateway", partition=part,
+                          value=encode_bundle(members))
     producer.flush()
     producer.close()
     return n
@@ -159,7 +177,7 @@ def serve_null_dsp(argv: list[str]) -> None:
 
 
 def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
-                   timeout_s: float, null_dsp: bool = False) -> dict:
+                   timeout_s: float, null_dsp: bool = False, bundle: int = 0) -> dict:
     from cardiostream.infra import kafka, topics
     from streamer.harness import WorkerProcess
 
@@ -172,7 +190,7 @@ def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
     topics.ensure(settings)
     try:
         t = time.perf_counter()
-        n_chunks = preproduce(settings, devices, seconds, chunk_s)
+        n_chunks = preproduce(settings, devices, seconds, chunk_s, bundle)
         produce_s = time.perf_counter() - t
         log = Path(tempfile.gettempdir()) / f"bench-processor-{suffix}.log"
         command = [sys.executable, __file__, "--serve-null-dsp"] if null_dsp else None
@@ -187,6 +205,7 @@ def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
     rate, per_cpu_s = _steady_rate(series)
     return {"dsp": "none" if null_dsp else "cardiostream.processing",
             "devices": devices, "seconds": seconds, "chunk_s": chunk_s, "chunks": n_chunks,
+            "bundle": bundle,
             "produce_s": produce_s, "samples_processed": total_samples,
             "wall_s": series[-1][0], "samples_per_s": rate,
             "chunks_per_s": rate / (chunk_s * 360.0), "devices_sustained": rate / 360.0,
@@ -237,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-broker", action="store_true")
     ap.add_argument("--repeats", type=int, default=1,
                     help="broker runs of each kind (CPU per chunk varies run to run here)")
+    ap.add_argument("--bundle", type=int, default=0,
+                    help="send each tick's chunks as gateway bundles of at most N chunks, one "
+                         "record per partition (0: one record per chunk, as a device does)")
     ap.add_argument("--null-dsp-too", action="store_true",
                     help="also measure a worker whose DSP does nothing (framework overhead)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "processor.json")
@@ -268,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeats):
             for key, null in kinds:
                 run = through_broker(settings, args.devices, args.seconds, args.chunk_s,
-                                     args.timeout_s, null)
+                                     args.timeout_s, null, args.bundle)
                 run["load_avg_1m"] = _machine()["load_avg_1m"]
                 result.setdefault(f"{key}_runs", []).append(run)
                 print(json.dumps(run, indent=2))

@@ -121,3 +121,14 @@ def subscribe_when_known(consumer: Any, topics: list[str], listener: Any = None,
                                    f"{consumer.config['bootstrap_servers']} after "
                                    f"{timeout_s:.0f} s: create them (cardiostream infra up)")
         time.sleep(0.2)
+
+
+def partition_for(key: bytes, n_partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as the Java
+    client, kafka-python and aiokafka do). A gateway sending a chunk bundle to an explicit
+    partition uses it so each device lands where its keyed records would."""
+    from kafka.partitioner.default import murmur2
+
+    if n_partitions < 1:
+        raise KafkaConfigError(f"n_partitions must be >= 1, got {n_partitions}")
+    return (murmur2(key) & 0x7FFFFFFF) % n_partitions

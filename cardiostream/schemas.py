@@ -5,7 +5,9 @@ Kafka key = device id (UTF-8) on every topic. Four message families:
 * ``SampleChunk``  devices → samples topic. Binary (default) or JSON (interop).
   Binary because it is what devices produce (int16 ADC counts + gain/baseline,
   exact for MIT-BIH's 11-bit ADC) and a 0.5 s two-lead chunk is ~4x smaller than
-  JSON; see docs/benchmarks.md for the measurement.
+  JSON; see docs/benchmarks.md for the measurement. A telemetry gateway may
+  instead send a *chunk bundle*: several devices' encoded chunks in one record,
+  sent to the partition all of them hash to (``encode_bundle``).
 * ``BeatWindow`` / ``RhythmWindow``  processor → windows topic. A small JSON
   header followed by a float32 payload.
 * ``BeatResult`` / ``RhythmResult``  inference → results topic (JSON audit trail).
@@ -40,6 +42,7 @@ MAX_PAST_S = 30 * 86_400.0
 _US = 1_000_000
 
 _CHUNK_MAGIC = b"CS"
+_BUNDLE_MAGIC = b"CB"
 _WINDOW_MAGIC = b"CW"
 # magic, version, n_leads, n_samples, seq, t0_us, fs_hz
 _CHUNK_HEAD = struct.Struct("<2sBBIQqd")
@@ -253,6 +256,56 @@ def decode_chunk(buf: bytes, now_us: int | None = None) -> SampleChunk:
     else:
         raise SchemaError("bad_magic", buf[:4].hex())
     return chunk.validate(now_us)
+
+
+# --------------------------------------------------------------------------- bundles
+# A gateway relaying many bedside devices sends one record per partition per tick
+# holding every chunk due for the devices of that partition. Why: the stream processor
+# pays ~220 µs of Faust and Kafka bookkeeping per record whatever it holds, more than a
+# whole chunk's DSP; one record per 0.5 s chunk caps a worker below 2,000 devices
+# (docs/benchmarks.md, "processor"). Members are ordinary encoded chunks (binary or
+# JSON) so each is validated, sequenced and dead-lettered on its own.
+
+_BUNDLE_HEAD = struct.Struct("<2sBI")    # magic, version, member count
+_MEMBER_LEN = struct.Struct("<I")
+BUNDLE_VERSION = 1
+MAX_BUNDLE_MEMBERS = 10_000
+
+
+def is_bundle(buf: bytes | bytearray | memoryview | None) -> bool:
+    """True when ``buf`` starts like a chunk bundle (it may still fail ``split_bundle``)."""
+    return buf is not None and bytes(buf[:2]) == _BUNDLE_MAGIC
+
+
+def encode_bundle(members: list[bytes]) -> bytes:
+    """One record holding ``members``: encoded chunks (``encode_chunk`` or JSON)."""
+    if not 1 <= len(members) <= MAX_BUNDLE_MEMBERS:
+        raise ValueError(f"a bundle holds 1..{MAX_BUNDLE_MEMBERS} chunks, got {len(members)}")
+    parts = [_BUNDLE_HEAD.pack(_BUNDLE_MAGIC, BUNDLE_VERSION, len(members))]
+    for member in members:
+        parts += [_MEMBER_LEN.pack(len(member)), member]
+    return b"".join(parts)
+
+
+def split_bundle(buf: bytes) -> list[bytes]:
+    """The members' raw bytes, or ``SchemaError`` when the envelope itself is damaged
+    (a bad member is refused later on its own, the others still count)."""
+    buf = bytes(buf)
+    _require(len(buf) >= _BUNDLE_HEAD.size, "truncated", f"bundle of {len(buf)} bytes")
+    magic, version, count = _BUNDLE_HEAD.unpack_from(buf)
+    _require(magic == _BUNDLE_MAGIC, "bad_magic", magic.hex())
+    _require(version == BUNDLE_VERSION, "bad_version", f"bundle v={version}")
+    _require(1 <= count <= MAX_BUNDLE_MEMBERS, "bad_sizes", f"bundle of {count} members")
+    members, pos = [], _BUNDLE_HEAD.size
+    for i in range(count):
+        _require(pos + _MEMBER_LEN.size <= len(buf), "truncated", f"bundle member {i} length")
+        (n,) = _MEMBER_LEN.unpack_from(buf, pos)
+        pos += _MEMBER_LEN.size
+        _require(pos + n <= len(buf), "truncated", f"bundle member {i}: {n} bytes announced")
+        members.append(buf[pos:pos + n])
+        pos += n
+    _require(pos == len(buf), "bad_sizes", f"{len(buf) - pos} bytes after the last member")
+    return members
 
 
 # --------------------------------------------------------------------------- windows

@@ -166,7 +166,8 @@ def register(app: faust.App, settings: Settings, dsp: Dsp | None = None) -> Proc
     cfg = settings.processor
     seq_cfg = SequencerConfig(max_held=cfg.reorder_max_held, max_wait_s=cfg.reorder_max_wait_s,
                               time_tolerance_s=cfg.time_tolerance_s)
-    pipeline = Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter), dsp)
+    pipeline = Pipeline(DEFAULT_SPEC, seq_cfg, DeadLetters(settings.topics.dead_letter), dsp,
+                        n_partitions=settings.topics.partitions)
     proc = Processor(app, settings, pipeline)
     metrics.init_component(COMPONENT, dead_letter_reasons=KNOWN_REASONS)
     samples = app.topic(settings.topics.samples, key_type=bytes, value_type=bytes)

@@ -25,9 +25,10 @@ from cardiostream.schemas import (
 
 STAGE = "processor"
 KEY_REASONS = ("missing_key", "key_mismatch")
+WRONG_PARTITION = "wrong_partition"   # a bundle member whose device hashes elsewhere
 DSP_ERROR = "dsp_error"      # the DSP raised on a valid record: refused, device restarted
 # The SchemaError reasons decode_chunk can raise, pre-registered so dashboards see zeros.
-KNOWN_REASONS = KEY_REASONS + (DSP_ERROR,
+KNOWN_REASONS = KEY_REASONS + (DSP_ERROR, WRONG_PARTITION,
     "bad_type", "empty", "bad_magic", "truncated", "bad_version", "bad_leads", "bad_sizes",
     "bad_string", "oversized", "bad_json", "not_finite", "missing_field", "bad_samples",
     "bad_gain", "bad_baseline", "bad_types", "bad_fs", "bad_device_id", "bad_unit", "bad_seq",

@@ -6,6 +6,12 @@ benchmark. One ``Pipeline`` per worker process holds ``device_id -> Device``
 for every device on the partitions assigned to it (Kafka key = device id, so a
 device is always on exactly one worker).
 
+Chunk bundles (``cardiostream.schemas.encode_bundle``): a record from a gateway may
+hold many devices' chunks. Each member is handled exactly like a record of its own
+(decoded, checked, sequenced, dead-lettered alone with its raw bytes); instead of the
+key check, its device must hash to the record's partition (``wrong_partition``
+otherwise), so a device's state still lives on exactly one worker.
+
 Segments: a ``segment`` is the device time (µs) of the first sample fed to a
 fresh DSP state. It increases at every reset (gap, config change, device
 restart, worker restart) and never repeats for a device, even across worker
@@ -22,7 +28,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cardiostream import metrics
-from cardiostream.schemas import SampleChunk, SchemaError, Window, encode_window
+from cardiostream.kafka_config import partition_for
+from cardiostream.schemas import (
+    SampleChunk,
+    SchemaError,
+    Window,
+    decode_chunk,
+    encode_window,
+    is_bundle,
+    split_bundle,
+)
 from cardiostream.signal import SignalSpec
 from streamer import sequencing
 from streamer.deadletter import DeadLetters, decode_record
@@ -72,8 +87,12 @@ class Pipeline:
     """All devices of one worker. Not thread-safe: one agent coroutine drives it."""
 
     def __init__(self, spec: SignalSpec, seq_cfg: sequencing.SequencerConfig,
-                 dead: DeadLetters, dsp: Dsp | None = None) -> None:
+                 dead: DeadLetters, dsp: Dsp | None = None,
+                 n_partitions: int | None = None) -> None:
         self.spec = spec
+        # Partition count of the samples topic, to check where bundle members belong;
+        # None (in-process use): members are not checked.
+        self.n_partitions = n_partitions
         self.seq_cfg = seq_cfg
         self.dead = dead
         self.dsp = dsp or Dsp.default()
@@ -92,25 +111,64 @@ class Pipeline:
     # ------------------------------------------------------------------ records
     def handle(self, key: bytes | None, value: bytes | None, topic: str, partition: int,
                offset: int, now_us: int | None = None, emit: bool = True) -> Output:
-        """One samples-topic record. ``emit=False`` (warm-up) only advances device state."""
+        """One samples-topic record (a chunk or a bundle of chunks). ``emit=False``
+        (warm-up) only advances device state."""
         out = Output()
+        if not is_bundle(value):
+            self._handle_chunk(key, value, None, topic, partition, offset, now_us, emit, out)
+            return out
         try:
-            chunk = decode_record(key, value, now_us)
+            members = split_bundle(value)
         except SchemaError as err:
             if emit:
                 out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
             return out
+        for index, member in enumerate(members):
+            self._handle_chunk(key, member, (index, len(members)), topic, partition, offset,
+                               now_us, emit, out)
+        return out
+
+    def owns(self, device_id: str, partition: int) -> bool:
+        """Whether ``device_id``'s records belong on ``partition`` (always, unchecked)."""
+        return self.n_partitions is None or \
+            partition_for(device_id.encode(), self.n_partitions) == partition
+
+    def _decode(self, key: bytes | None, value: bytes | None, member: tuple[int, int] | None,
+                partition: int, now_us: int | None) -> SampleChunk:
+        if member is None:
+            return decode_record(key, value, now_us)
+        index, count = member
+        try:
+            chunk = decode_chunk(value, now_us)
+        except SchemaError as err:
+            raise SchemaError(err.reason, f"bundle member {index + 1}/{count}: {err.detail}") \
+                from None
+        if not self.owns(chunk.device_id, partition):
+            raise SchemaError("wrong_partition", f"bundle member {index + 1}/{count}: device "
+                              f"{chunk.device_id!r} belongs on partition "
+                              f"{partition_for(chunk.device_id.encode(), self.n_partitions or 1)}"
+                              f" of {self.n_partitions}, not {partition}")
+        return chunk
+
+    def _handle_chunk(self, key: bytes | None, value: bytes | None,
+                      member: tuple[int, int] | None, topic: str, partition: int, offset: int,
+                      now_us: int | None, emit: bool, out: Output) -> None:
+        try:
+            chunk = self._decode(key, value, member, partition, now_us)
+        except SchemaError as err:
+            if emit:
+                out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
+            return
         dev = self.devices.get(chunk.device_id)
         if dev is None:
             dev = self.devices[chunk.device_id] = Device(partition=partition)
         dev.last_wall_s = time.monotonic()
         dev.seq, seq_out = sequencing.step(dev.seq, chunk, self.seq_cfg)
-        failure = self._safe_feed(chunk.device_id, dev, seq_out, out, emit,
-                                  f"{topic}[{partition}]@{offset}")
+        where = f"{topic}[{partition}]@{offset}" + (f"#{member[0]}" if member else "")
+        failure = self._safe_feed(chunk.device_id, dev, seq_out, out, emit, where)
         if failure is not None and emit:
             err = SchemaError("dsp_error", f"{type(failure).__name__}: {failure}")
             out.dead.append(self.dead.refuse(err, key, value, topic, partition, offset))
-        return out
 
     def flush_idle(self, idle_s: float) -> Output:
         """Release chunks held behind a hole of devices silent for ``idle_s`` wall seconds."""

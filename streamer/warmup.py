@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cardiostream.schemas import SchemaError, decode_chunk
+from cardiostream.schemas import SchemaError, decode_chunk, is_bundle, split_bundle
 from cardiostream.settings import Settings
 from streamer.pipeline import Pipeline
 
@@ -47,6 +47,7 @@ READ_TIMEOUT_S = 30.0
 # stream after a restart (0.30 % -> 0.15 %, bench/bench_warmup.py, docs/processor.md).
 RHYTHM_SLACK_S = 2.0
 Anchor = Callable[[str], "int | None"]     # device id -> its current segment start (µs)
+Unit = tuple[int, "bytes | None", bytes]   # (offset, key, one encoded chunk)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +75,32 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def _select(records: list[Any], warmup_s: float, anchor_of: Anchor) -> tuple[list[Any],
-                                                                            dict[str, int]]:
-    """Per device, the records within ``warmup_s + RHYTHM_SLACK_S`` of device time before
-    its newest chunk, and ``device -> segment start`` hints for devices whose recorded
-    segment began before that (the fresh DSP state then keeps the segment's id).
+def _units(rec: Any) -> list[tuple[bytes | None, bytes]]:
+    """A record as (key, chunk bytes) units: itself, or each member of a bundle keyed by
+    its device (so the pipeline's single-chunk path, key check included, takes it)."""
+    if not is_bundle(rec.value):
+        return [(rec.key, rec.value)]
+    try:
+        members = split_bundle(rec.value)
+    except SchemaError:
+        return []            # refused (and dead-lettered) when it was first processed
+    units = []
+    for member in members:
+        try:
+            units.append((decode_chunk(member).device_id.encode(), member))
+        except SchemaError:
+            continue
+    return units
+
+
+def _select(records: list[Any], warmup_s: float, anchor_of: Anchor,
+            owns: Callable[[str], bool] = lambda device: True
+            ) -> tuple[list[Unit], dict[str, int]]:
+    """Per device, the chunks within ``warmup_s + RHYTHM_SLACK_S`` of device time before
+    its newest chunk (as ``(offset, key, value)`` units; bundles are split and members of
+    devices this partition does not ``owns`` are left out, as they were refused), and
+    ``device -> segment start`` hints for devices whose recorded segment began before that
+    (the fresh DSP state then keeps the segment's id).
 
     Rhythm windows sit on the device-time hop grid (``cardiostream.windowing``), so a state
     started anywhere cuts the same windows; the slack re-reads the windows that were still
@@ -87,14 +109,17 @@ def _select(records: list[Any], warmup_s: float, anchor_of: Anchor) -> tuple[lis
     end_by_device: dict[str, int] = defaultdict(int)
     decoded = []
     for rec in records:
-        try:
-            chunk = decode_chunk(rec.value)
-        except SchemaError:
-            continue          # refused (and dead-lettered) when it was first processed
-        end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
-        decoded.append((rec, chunk))
+        for key, value in _units(rec):
+            try:
+                chunk = decode_chunk(value)
+            except SchemaError:
+                continue          # refused (and dead-lettered) when it was first processed
+            if not owns(chunk.device_id):
+                continue
+            end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
+            decoded.append(((rec.offset, key, value), chunk))
     horizon = round((warmup_s + RHYTHM_SLACK_S) * _US)
-    kept = [(rec, c) for rec, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
+    kept = [(u, c) for u, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
     first_t0: dict[str, int] = {}
     for _, c in kept:
         first_t0.setdefault(c.device_id, c.t0_us)
@@ -103,7 +128,7 @@ def _select(records: list[Any], warmup_s: float, anchor_of: Anchor) -> tuple[lis
         anchor = anchor_of(device)
         if anchor is not None and anchor <= t0:
             hints[device] = anchor
-    return [rec for rec, _ in kept], hints
+    return [u for u, _ in kept], hints
 
 
 async def _read_range(settings: Settings, topic: str, partition: int, end_offset: int,
@@ -155,11 +180,12 @@ async def warm_up(settings: Settings, pipeline: Pipeline, topic: str, partition:
     starts = await read_partition(aiokafka_kwargs(settings), settings.topics.segments,
                                   partition)
     start, records = await _read_range(settings, topic, partition, end_offset, timestamp_ms)
-    chosen, hints = _select(records, settings.processor.warmup_s, starts.get)
+    chosen, hints = _select(records, settings.processor.warmup_s, starts.get,
+                            lambda device: pipeline.owns(device, partition))
     pipeline.segment_hints.update(hints)
-    for rec in chosen:
-        pipeline.handle(rec.key, rec.value, topic, partition, rec.offset, None, emit=False)
-    devices = {r.key for r in chosen}
+    for offset, key, value in chosen:
+        pipeline.handle(key, value, topic, partition, offset, None, emit=False)
+    devices = {key for _, key, _ in chosen}
     report = WarmupReport(topic, partition, start, end_offset, len(records), len(chosen),
                           len(devices), time.perf_counter() - t0)
     log.info("warm-up %s[%d] offsets %d..%d: %d records, %d chunks fed, %d devices "

@@ -58,8 +58,8 @@ def restart(recs, k: int) -> tuple[list, list, list]:
     chosen, hints = _select(recs[:k], WARMUP_S,
                             {d: dev.segment for d, dev in first.devices.items()}.get)
     second.segment_hints.update(hints)
-    for r in chosen:
-        second.handle(r.key, r.value, "s", 0, r.offset, None, emit=False)
+    for offset, key, value in chosen:
+        second.handle(key, value, "s", 0, offset, None, emit=False)
     return full, before, run(second, recs[k:])
 
 

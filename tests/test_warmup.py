@@ -26,7 +26,7 @@ def records(device: str, first: int, stop: int):
 
 
 def seqs(chosen, device: str = "a"):
-    return [r.offset for r in chosen if r.key == device.encode()]
+    return [offset for offset, key, _ in chosen if key == device.encode()]
 
 
 def test_the_last_warmup_seconds_plus_the_rhythm_slack_are_kept():
