@@ -33,10 +33,12 @@ from cardiostream.records import Record, load_record
 from cardiostream.schemas import MAX_CHUNK_SAMPLES, SUPPORTED_FS_HZ, SampleChunk, encode_chunk
 from cardiostream.settings import Settings
 from streamer import faults as F
+from streamer.gateway import GatewayBundler
 
 log = logging.getLogger(__name__)
 _US = 1_000_000
 NSTDB_FS_HZ = 360.0
+GATEWAY_KEY = b"gateway"   # bundles go to an explicit partition; the key only names the sender
 TICK_S = 0.010          # chunks due within one tick are sent together: <= 100 wake-ups/s
 
 
@@ -199,7 +201,7 @@ class Simulator:
                  compression: str = "auto", linger_ms: int = 50,
                  stats: SimulatorStats | None = None,
                  producer_factory: Callable[[], object] | None = None,
-                 align_start_us: int | None = None) -> None:
+                 align_start_us: int | None = None, gateway_bundle: int = 0) -> None:
         if not (speed > 0):
             raise ValueError(f"speed={speed}: use a positive factor or math.inf for max")
         if len({d.device_id for d in devices}) != len(devices):
@@ -215,6 +217,11 @@ class Simulator:
         # Replay scoring puts each record's sample 0 on a multiple of this (the rhythm hop), so
         # the processor cuts the same rhythm windows as the offline twin started at 0.
         self.align_start_us = align_start_us
+        # > 0: act as a gateway, one record per partition per tick of at most this many
+        # chunks (streamer/gateway.py); 0: each device sends its own records, keyed by id.
+        if gateway_bundle < 0:
+            raise ValueError(f"gateway_bundle={gateway_bundle}: use 0 (off) or a bundle size")
+        self.gateway_bundle = gateway_bundle
 
     def _kafka_producer(self) -> object:
         from kafka import KafkaProducer
@@ -285,25 +292,53 @@ class Simulator:
         paced = math.isfinite(self.speed)
         end = t0 + self.duration_s if self.duration_s is not None else math.inf
         st, topic, errback = self.stats, self.topic, self._on_error
-        while heap and not stop.is_set():
-            now = time.monotonic()
-            if now >= end:
-                break
-            due_s, k, chunk = heap[0]
-            if paced:
-                wait = t0 + due_s / self.speed - now
-                if wait > TICK_S:
-                    stop.wait(min(wait, end - now))
-                    continue
-                st.max_late_s = max(st.max_late_s, -wait)
-            heapq.heappop(heap)
-            payload = encode_chunk(chunk)
-            fut = producer.send(topic, value=payload, key=chunk.device_id.encode())
-            fut.add_errback(errback, chunk.device_id, chunk.seq)
-            st.chunks_sent += 1
-            st.samples_sent += chunk.n_samples
-            st.bytes_sent += len(payload)
-            _push(heap, streams[k], k)
+        gateway = self._gateway(producer)
+        try:
+            while heap and not stop.is_set():
+                now = time.monotonic()
+                if now >= end:
+                    break
+                due_s, k, chunk = heap[0]
+                if paced:
+                    wait = t0 + due_s / self.speed - now
+                    if wait > TICK_S:
+                        if gateway is not None:        # the tick is over: send its bundles
+                            self._send_bundles(producer, gateway.drain())
+                        stop.wait(min(wait, end - now))
+                        continue
+                    st.max_late_s = max(st.max_late_s, -wait)
+                heapq.heappop(heap)
+                payload = encode_chunk(chunk)
+                if gateway is None:
+                    fut = producer.send(topic, value=payload, key=chunk.device_id.encode())
+                    fut.add_errback(errback, chunk.device_id, chunk.seq)
+                else:
+                    full = gateway.add(chunk.device_id, payload)
+                    self._send_bundles(producer, [full] if full is not None else [])
+                st.chunks_sent += 1
+                st.samples_sent += chunk.n_samples
+                st.bytes_sent += len(payload)
+                _push(heap, streams[k], k)
+        finally:
+            if gateway is not None:
+                self._send_bundles(producer, gateway.drain())
+
+    def _gateway(self, producer) -> GatewayBundler | None:
+        if not self.gateway_bundle:
+            return None
+        partitions = getattr(producer, "partitions_for", lambda topic: None)(self.topic)
+        n = len(partitions) if partitions else self.settings.topics.partitions
+        return GatewayBundler(self.gateway_bundle, n)
+
+    def _send_bundles(self, producer, bundles: list) -> None:
+        for partition, value, members in bundles:
+            fut = producer.send(self.topic, value=value, key=GATEWAY_KEY, partition=partition)
+            fut.add_errback(self._on_bundle_error, partition, members)
+
+    def _on_bundle_error(self, exc: BaseException, partition: int, members: int) -> None:
+        self.stats.send_errors += members
+        log.error("send failed: topic=%s gateway bundle of %d chunks to partition %d: %r",
+                  self.topic, members, partition, exc)
 
     def _on_error(self, exc: BaseException, device_id: str, seq: int) -> None:
         self.stats.send_errors += 1

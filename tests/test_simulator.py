@@ -11,8 +11,9 @@ import time
 import numpy as np
 import pytest
 
+from cardiostream.kafka_config import partition_for
 from cardiostream.records import Record
-from cardiostream.schemas import decode_chunk, encode_chunk
+from cardiostream.schemas import decode_chunk, encode_chunk, split_bundle
 from cardiostream.settings import Settings
 from streamer.simulator import (
     Simulator,
@@ -97,10 +98,13 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[float, str, bytes, bytes]] = []
         self.futures: list[FakeFuture] = []
+        self.partitions: list[int | None] = []
         self.flushed = self.closed = False
 
-    def send(self, topic: str, value: bytes, key: bytes) -> FakeFuture:
+    def send(self, topic: str, value: bytes, key: bytes, partition: int | None = None
+             ) -> FakeFuture:
         self.sent.append((time.monotonic(), topic, key, value))
+        self.partitions.append(partition)
         self.futures.append(FakeFuture())
         return self.futures[-1]
 
@@ -171,3 +175,21 @@ def test_cli_rejects_bad_arguments_with_a_clear_message():
     done = subprocess.run([sys.executable, "-m", "cardiostream.cli", "simulate", "100",
                            "--speed", "fast"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "positive number or 'max'" in done.stderr
+
+
+@pytest.mark.parametrize("speed", [math.inf, 20.0])
+def test_a_gateway_sends_each_ticks_chunks_as_bundles_on_the_devices_partitions(speed) -> None:
+    sim, producer = make_sim(speed, n_dev=12, gateway_bundle=4)
+    stats = sim.run()
+    n_parts = Settings().topics.partitions
+    seen: dict[str, list[int]] = {}
+    for (_, topic, key, value), part in zip(producer.sent, producer.partitions, strict=True):
+        assert topic == "t" and key == b"gateway"
+        members = split_bundle(value)
+        assert 1 <= len(members) <= 4
+        for member in members:
+            c = decode_chunk(member)
+            assert part == partition_for(c.device_id.encode(), n_parts)
+            seen.setdefault(c.device_id, []).append(c.seq)
+    assert stats.chunks_sent == 12 * 10 and len(producer.sent) < stats.chunks_sent
+    assert all(seqs == list(range(10)) for seqs in seen.values()) and len(seen) == 12

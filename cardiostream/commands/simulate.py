@@ -40,6 +40,10 @@ def simulate(
     bootstrap_servers: Annotated[str | None, Opt(help="host:port[,host:port].")] = None,
     compression: Annotated[str, Opt(help="auto|none|gzip|lz4|zstd|snappy.")] = "auto",
     linger_ms: Annotated[int, Opt(min=0, help="Producer batching delay.")] = 50,
+    gateway_bundle: Annotated[int, Opt(min=0, help="Act as a telemetry gateway: send each "
+                                       "tick's chunks as one record per partition of at most "
+                                       "N chunks (0: one record per chunk, keyed by "
+                                       "device).")] = 0,
     seed: Annotated[int, Opt(help="Seed of every fault generator.")] = 0,
     fault_drop: Annotated[float, Opt(help="P(chunk dropped).")] = 0.0,
     fault_duplicate: Annotated[float, Opt(help="P(chunk sent twice).")] = 0.0,
@@ -78,7 +82,8 @@ def simulate(
         specs = assign_devices(names, devices or len(names), fs_hz=fs, unit=unit)
         sim = Simulator(settings, specs, speed=parse_speed(speed), loop=loop, faults=faults,
                         chunk_s=chunk_s, duration_s=duration_s, record_s=seconds,
-                        compression=compression, linger_ms=linger_ms)
+                        compression=compression, linger_ms=linger_ms,
+                        gateway_bundle=gateway_bundle)
     except (ValueError, KafkaConfigError) as exc:
         raise typer.BadParameter(str(exc)) from None
     stop = threading.Event()
