@@ -73,12 +73,18 @@ def sos_step(sos: np.ndarray, x: np.ndarray, zi: np.ndarray) -> np.ndarray:
     kept in the kernel's own layout, so the per-chunk overhead is a copy, not a validation.
     """
     y = np.array(x, dtype=np.float64, order="C")
+    sos_filter_inplace(sos, y, zi)
+    return y
+
+
+def sos_filter_inplace(sos: np.ndarray, y: np.ndarray, zi: np.ndarray) -> None:
+    """``sos_step`` writing over ``y`` (C-contiguous float64 (n_signals, n)) instead of a
+    copy: for callers that already hold a private buffer, one copy fewer per chunk."""
     if _sosfilt_kernel is not None:
         _sosfilt_kernel(sos, y, zi)
-        return y
-    y, zi_new = sps.sosfilt(sos, y, axis=-1, zi=np.moveaxis(zi, 0, 1))
+        return
+    y[...], zi_new = sps.sosfilt(sos, y, axis=-1, zi=np.moveaxis(zi, 0, 1))
     zi[...] = np.moveaxis(zi_new, 1, 0)
-    return y
 
 
 @dataclass(slots=True)

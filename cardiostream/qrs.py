@@ -35,9 +35,9 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import _ni_support, maximum_filter1d
 
-from cardiostream.filters import sos_step
+from cardiostream.filters import sos_filter_inplace
 from cardiostream.qrs_rules import (
     DEFAULT_QRS,
     Beat,
@@ -47,6 +47,12 @@ from cardiostream.qrs_rules import (
     run_searchback,
 )
 
+try:  # the C routine behind maximum_filter1d: same result without ~3 us of checks a call
+    from scipy.ndimage._nd_image import min_or_max_filter1d as _max_filter_kernel
+    _NEAREST = _ni_support._extend_mode_to_code("nearest")
+except (ImportError, AttributeError):  # pragma: no cover - a scipy that moved them
+    _max_filter_kernel = None
+
 __all__ = ["DEFAULT_QRS", "Beat", "QRSParams", "QRSState", "new_qrs_state", "plan_for",
            "qrs_flush", "qrs_step"]
 
@@ -55,7 +61,7 @@ __all__ = ["DEFAULT_QRS", "Beat", "QRSParams", "QRSState", "new_qrs_state", "pla
 class _Plan:
     """Parameters in samples at one rate, plus the shared filter coefficients."""
 
-    bp_sos: np.ndarray
+    bp_sos: np.ndarray             # band-pass sections, then the first difference (see plan_for)
     env_sos: np.ndarray            # single-pole low-pass as one SOS section
     mwi: int
     half: int
@@ -75,7 +81,12 @@ def plan_for(params: QRSParams, fs_hz: float) -> _Plan:
     half = round(params.peak_half_s * fs_hz)
     hist = 2 * half + mwi + 16          # candidates need +-half, fiducial/slope mwi + 8 back
     env = np.array([[alpha, 0.0, 0.0, 1.0, alpha - 1.0, 0.0]])
-    return _Plan(np.ascontiguousarray(bp), env, mwi, half, round(params.refractory_s * fs_hz),
+    # The differentiator d[k] = bp[k] - bp[k-1] as one more section (b = 1, -1, a = 1):
+    # the kernel then computes bp[k] + (-bp[k-1] - 0*y + 0), the same rounded difference
+    # (up to the sign of a zero difference, which squaring removes), without the ~3
+    # numpy calls per chunk of a separate difference and its carried last sample.
+    bp_d = np.vstack([bp, [[1.0, -1.0, 0.0, 1.0, 0.0, 0.0]]])
+    return _Plan(np.ascontiguousarray(bp_d), env, mwi, half, round(params.refractory_s * fs_hz),
                  round(params.twave_s * fs_hz), round(params.learn_s * fs_hz), rr_max, hist)
 
 
@@ -85,11 +96,12 @@ class QRSState:
     n_leads: int
     params: QRSParams = DEFAULT_QRS
     n: int = 0                         # samples seen in this segment
-    bp_zi: np.ndarray | None = None    # (n_leads, sections, 2) band-pass delays
+    bp_zi: np.ndarray | None = None    # (n_leads, sections + 1, 2) band-pass + difference delays
     env_zi: np.ndarray | None = None   # (n_leads, 1, 2) energy-normaliser delays
     csum: np.ndarray | None = None     # (n_leads + 1, mwi) last cumulative sums (integrator)
-    prev_bp: np.ndarray | None = None
-    hist: np.ndarray | None = None     # (2 + 3 n_leads, h) last h samples, rows below
+    hist: np.ndarray | None = None     # (2 + 3 n_leads, h) last h samples, rows below: a view
+    buf: np.ndarray | None = None      # ... of this storage, appended in place (see _room)
+    buf_end: int = 0                   # buf column after the newest sample
     scan_from: int = 0                 # first undecided candidate sample
     learned: bool = False
     qrs_peaks: list[float] = field(default_factory=list)
@@ -136,57 +148,70 @@ def new_qrs_state(fs_hz: float, n_leads: int, params: QRSParams = DEFAULT_QRS) -
                     lead_peaks=[[] for _ in range(n_leads)])
 
 
-def _features(st: QRSState, p: _Plan, x: np.ndarray) -> np.ndarray:
-    """(n_leads, n) filtered mV → this chunk's history rows (see ``QRSState.hist``).
+def _features(st: QRSState, p: _Plan, x: np.ndarray, out: np.ndarray) -> None:
+    """(n_leads, n) filtered mV → this chunk's history rows, written into ``out``
+    (2 + 3 n_leads, n) (see ``QRSState.hist``).
 
     The integrator is a running sum over a carried cumulative sum: the same sequential
-    additions whatever the chunking, so chunked == one-shot bit for bit.
+    additions whatever the chunking, so chunked == one-shot bit for bit.  Results go
+    straight into ``out`` or preallocated rows (``out=``): at 0.5 s chunks numpy's
+    per-call cost, not the arithmetic, is what this function spends.
     """
+    L, n, m = st.n_leads, x.shape[1], p.mwi
     if st.bp_zi is None:
-        st.bp_zi = np.zeros((st.n_leads, p.bp_sos.shape[0], 2))
-        st.prev_bp = np.zeros((st.n_leads, 1))
-        st.env_zi = np.zeros((st.n_leads, 1, 2))
+        st.bp_zi = np.zeros((L, p.bp_sos.shape[0], 2))
+        st.env_zi = np.zeros((L, 1, 2))
         st.env_zi[:, 0, 0] = (1.0 - p.env_sos[0, 0]) * st.params.env_prior
-        st.csum = np.zeros((st.n_leads + 1, p.mwi))
-    bp = sos_step(p.bp_sos, x, st.bp_zi)
-    d = np.empty_like(bp)
-    d[:, 0] = bp[:, 0] - st.prev_bp[:, 0]
-    np.subtract(bp[:, 1:], bp[:, :-1], out=d[:, 1:])
-    st.prev_bp = bp[:, -1:].copy()          # copies: do not pin the chunk buffers
-    e = d * d
-    env = sos_step(p.env_sos, e, st.env_zi)
-    env += st.params.env_floor
-    L = st.n_leads
-    rows = np.empty((L + 1, e.shape[1] + 1))          # per-lead normalised, absolute
-    rows[:, 0] = st.csum[:, -1]
-    np.divide(e, env, out=rows[:L, 1:])
-    np.multiply(np.add.reduce(e, axis=0), 1.0 / L, out=rows[L, 1:])
-    c = np.concatenate([st.csum[:, :-1], np.cumsum(rows, axis=1)], axis=1)
-    st.csum = c[:, -p.mwi:].copy()
-    mwi = (c[:, p.mwi:] - c[:, :-p.mwi]) * (1.0 / p.mwi)
-    n = e.shape[1]
-    block = np.empty((2 + 3 * L, n))                  # the history rows of this chunk
-    lead_f = block[2:2 + L]
+        st.csum = np.zeros((L + 1, m))
+    out[2 + L:2 + 2 * L] = x
+    e = np.array(x, dtype=np.float64, order="C")
+    sos_filter_inplace(p.bp_sos, e, st.bp_zi)       # band-passed and differentiated
+    np.multiply(e, e, out=e)                        # energy
+    env = e.copy()
+    sos_filter_inplace(p.env_sos, env, st.env_zi)
+    env = np.add(env, st.params.env_floor, out=out[2 + 2 * L:])
+    # c: the carried cumulative sums, then this chunk's per-lead normalised energy and
+    # the leads' mean absolute energy, summed up in place
+    c = np.empty((L + 1, m + n))
+    c[:, :m] = st.csum
+    np.divide(e, env, out=c[:L, m:])
+    np.multiply(np.add.reduce(e, axis=0), 1.0 / L, out=c[L, m:])
+    np.multiply(np.add.reduce(c[:L, m:], axis=0), 1.0 / L, out=out[1])
+    np.cumsum(c[:, m - 1:], axis=1, out=c[:, m - 1:])
+    st.csum = c[:, n:]                              # a view: c is this chunk's own array
+    mwi = c[:, m:] - c[:, :n]
+    mwi *= 1.0 / m
+    lead_f = out[2:2 + L]
     cap = st.params.lead_cap
     if cap > 0:                                   # one lead's artefact cannot outvote the rest
         np.divide(mwi[:L], 1.0 + mwi[:L] * (1.0 / cap), out=lead_f)
     else:
         lead_f[:] = mwi[:L]
-    f = block[0]
+    f = out[0]
     np.multiply(np.add.reduce(lead_f, axis=0), 1.0 / L, out=f)
     f[mwi[L] < st.params.min_energy] = 0.0              # too little energy to be a QRS
-    np.multiply(np.add.reduce(rows[:L, 1:], axis=0), 1.0 / L, out=block[1])
-    block[2 + L:2 + 2 * L] = x
-    block[2 + 2 * L:] = env
-    return block
 
 
-def _append(st: QRSState, p: _Plan, block: np.ndarray) -> None:
-    if st.hist is None:
-        st.hist = block
-    else:
-        keep = p.hist if st.learned else st.hist.shape[1]   # learning reads the first learn_s
-        st.hist = np.concatenate([st.hist[:, -keep:], block], axis=1)
+def _room(st: QRSState, p: _Plan, n: int) -> tuple[int, np.ndarray]:
+    """(samples of history kept, the ``buf`` columns where this chunk's n rows go).
+
+    The history keeps the last ``p.hist`` samples (all of them while learning: learning
+    reads the first learn_s).  Appending in place and compacting only when ``buf`` is
+    full replaces a copy of the whole history per chunk (np.concatenate) by one every
+    few chunks.
+    """
+    h = 0 if st.hist is None else st.hist.shape[1]
+    keep = min(h, p.hist) if st.learned else h
+    end = st.buf_end
+    if st.buf is None or end + n > st.buf.shape[1]:
+        old = st.buf
+        if old is None or keep + n > old.shape[1]:
+            st.buf = np.empty((2 + 3 * st.n_leads, keep + n + p.learn))
+        if keep:
+            st.buf[:, :keep] = old[:, end - keep:end]
+        end = keep
+    st.buf_end = end + n
+    return keep, st.buf[:, end:end + n]
 
 
 def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
@@ -194,7 +219,7 @@ def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
     h0 = st.hist_start
     lo = max(h0, st.scan_from - p.half)
     seg = st.hist_f[lo - h0:]
-    mx = maximum_filter1d(seg, size=2 * p.half + 1, mode="nearest")
+    mx = _running_max(seg, 2 * p.half + 1)
     a, b = st.scan_from - lo, horizon - lo
     v = seg[a:b]
     ok = v == mx[a:b]
@@ -203,7 +228,16 @@ def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
     else:                                    # segment start: sample 0 has no left neighbour
         ok[1:] &= v[1:] > v[:-1]
         ok[0] = False
-    return (np.flatnonzero(ok) + st.scan_from).tolist()
+    return (ok.nonzero()[0] + st.scan_from).tolist()
+
+
+def _running_max(seg: np.ndarray, size: int) -> np.ndarray:
+    """``maximum_filter1d(seg, size, mode="nearest")`` of a 1-D float64 array."""
+    if _max_filter_kernel is None:
+        return maximum_filter1d(seg, size=size, mode="nearest")
+    out = np.empty_like(seg)
+    _max_filter_kernel(seg, size, 0, out, _NEAREST, 0.0, 0, 0)   # axis 0, origin 0, max
+    return out
 
 
 def qrs_step(state: QRSState, x: np.ndarray) -> tuple[QRSState, list[Beat]]:
@@ -217,7 +251,9 @@ def qrs_step(state: QRSState, x: np.ndarray) -> tuple[QRSState, list[Beat]]:
     if x.shape[1] == 0:
         return state, []
     p = plan_for(state.params, state.fs_hz)
-    _append(state, p, _features(state, p, x))
+    keep, out = _room(state, p, x.shape[1])
+    _features(state, p, x, out)
+    state.hist = state.buf[:, state.buf_end - keep - x.shape[1]:state.buf_end]
     state.n += x.shape[1]
     return state, _scan(state, p, state.n - p.half)
 

@@ -90,13 +90,15 @@ def _fiducial(st: QRSState, p: _Plan, peak: int) -> int:
     lo, hi = max(h0, peak - p.mwi - 8), min(st.n, peak + 4)
     x = st.hist_x[:, lo - h0:hi - h0]
     w = 1.0 / np.sqrt(st.hist_g[:, peak - h0])[:, None]
-    dev = (np.abs(x - x.mean(axis=1, keepdims=True)) * w).sum(axis=0)
-    return lo + int(np.argmax(dev))
+    # ufunc reductions: the same sums as x.mean() and .sum() without their Python wrappers
+    dev = np.abs(x - np.add.reduce(x, axis=1, keepdims=True) / x.shape[1])
+    dev *= w
+    return lo + int(np.add.reduce(dev, axis=0).argmax())
 
 
 def _slope(st: QRSState, p: _Plan, peak: int) -> float:
     h0 = st.hist_start
-    return float(st.hist_ce[max(h0, peak - p.mwi - 2) - h0:peak + 1 - h0].max())
+    return float(np.maximum.reduce(st.hist_ce[max(h0, peak - p.mwi - 2) - h0:peak + 1 - h0]))
 
 
 def _accept(st: QRSState, p: _Plan, pick: tuple, committed: int, searchback: bool) -> Beat:
