@@ -38,6 +38,7 @@ from scipy import signal as sps
 from scipy.ndimage import _ni_support, maximum_filter1d
 
 from cardiostream.filters import sos_filter_inplace
+from cardiostream.history import ColumnHistory
 from cardiostream.qrs_rules import (
     DEFAULT_QRS,
     Beat,
@@ -100,8 +101,7 @@ class QRSState:
     env_zi: np.ndarray | None = None   # (n_leads, 1, 2) energy-normaliser delays
     csum: np.ndarray | None = None     # (n_leads + 1, mwi) last cumulative sums (integrator)
     hist: np.ndarray | None = None     # (2 + 3 n_leads, h) last h samples, rows below: a view
-    buf: np.ndarray | None = None      # ... of this storage, appended in place (see _room)
-    buf_end: int = 0                   # buf column after the newest sample
+    store: ColumnHistory | None = None  # ... of this buffer
     scan_from: int = 0                 # first undecided candidate sample
     learned: bool = False
     qrs_peaks: list[float] = field(default_factory=list)
@@ -177,7 +177,7 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray, out: np.ndarray) -> None:
     np.divide(e, env, out=c[:L, m:])
     np.multiply(np.add.reduce(e, axis=0), 1.0 / L, out=c[L, m:])
     np.multiply(np.add.reduce(c[:L, m:], axis=0), 1.0 / L, out=out[1])
-    np.cumsum(c[:, m - 1:], axis=1, out=c[:, m - 1:])
+    np.add.accumulate(c[:, m - 1:], axis=1, out=c[:, m - 1:])   # np.cumsum minus its wrapper
     st.csum = c[:, n:]                              # a view: c is this chunk's own array
     mwi = c[:, m:] - c[:, :n]
     mwi *= 1.0 / m
@@ -190,28 +190,6 @@ def _features(st: QRSState, p: _Plan, x: np.ndarray, out: np.ndarray) -> None:
     f = out[0]
     np.multiply(np.add.reduce(lead_f, axis=0), 1.0 / L, out=f)
     f[mwi[L] < st.params.min_energy] = 0.0              # too little energy to be a QRS
-
-
-def _room(st: QRSState, p: _Plan, n: int) -> tuple[int, np.ndarray]:
-    """(samples of history kept, the ``buf`` columns where this chunk's n rows go).
-
-    The history keeps the last ``p.hist`` samples (all of them while learning: learning
-    reads the first learn_s).  Appending in place and compacting only when ``buf`` is
-    full replaces a copy of the whole history per chunk (np.concatenate) by one every
-    few chunks.
-    """
-    h = 0 if st.hist is None else st.hist.shape[1]
-    keep = min(h, p.hist) if st.learned else h
-    end = st.buf_end
-    if st.buf is None or end + n > st.buf.shape[1]:
-        old = st.buf
-        if old is None or keep + n > old.shape[1]:
-            st.buf = np.empty((2 + 3 * st.n_leads, keep + n + p.learn))
-        if keep:
-            st.buf[:, :keep] = old[:, end - keep:end]
-        end = keep
-    st.buf_end = end + n
-    return keep, st.buf[:, end:end + n]
 
 
 def _candidates(st: QRSState, p: _Plan, horizon: int) -> list[int]:
@@ -251,9 +229,11 @@ def qrs_step(state: QRSState, x: np.ndarray) -> tuple[QRSState, list[Beat]]:
     if x.shape[1] == 0:
         return state, []
     p = plan_for(state.params, state.fs_hz)
-    keep, out = _room(state, p, x.shape[1])
-    _features(state, p, x, out)
-    state.hist = state.buf[:, state.buf_end - keep - x.shape[1]:state.buf_end]
+    if state.store is None:
+        state.store = ColumnHistory(2 + 3 * state.n_leads)
+    keep = p.hist if state.learned else state.store.width   # learning reads the first learn_s
+    _features(state, p, x, state.store.extend(x.shape[1], keep, 2 * x.shape[1]))
+    state.hist = state.store.view()
     state.n += x.shape[1]
     return state, _scan(state, p, state.n - p.half)
 

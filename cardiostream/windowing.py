@@ -29,6 +29,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from cardiostream.history import ColumnHistory
 from cardiostream.qrs import Beat
 from cardiostream.quality import best_quality, lead_quality
 from cardiostream.schemas import BeatWindow, RhythmWindow
@@ -42,6 +43,8 @@ class _Geometry:
     """A spec's window sizes in samples, computed once."""
 
     decim: int        # model samples per rhythm sample
+    pre: int          # spec.beat_pre (the spec's properties round on every access)
+    span: int         # spec.beat_span
     hop: int          # rhythm hop, model samples
     win: int          # rhythm window, model samples
     win_d: int        # rhythm window, decimated samples
@@ -58,8 +61,8 @@ def _geometry(spec: SignalSpec, lookahead: int) -> _Geometry:
     margin = round(0.15 * spec.fs_hz) + lookahead
     keep = round(4.0 * spec.fs_hz) + spec.beat_span
     rkeep = win // decim + 2 * margin // decim + 4
-    return _Geometry(decim, round(spec.rhythm_hop_s * spec.fs_hz), win, win // decim, margin,
-                     keep, rkeep)
+    return _Geometry(decim, spec.beat_pre, spec.beat_span, round(spec.rhythm_hop_s * spec.fs_hz),
+                     win, win // decim, margin, keep, rkeep)
 
 
 @dataclass(slots=True)
@@ -86,11 +89,14 @@ class WindowState:
     latency_us: int              # resampler latency added to last_sample_time_us
     lookahead: int               # detector look-ahead in samples (rhythm window readiness)
     spec_id: str = ""            # computed once: hashing the spec per window costs 30 us
+    geo: _Geometry | None = None  # computed once: hashing the spec for the cache costs 1 us
     beat_counter: int = 0        # carried across segments
     window_counter: int = 0      # carried across segments
     n: int = 0                   # model-rate samples seen in this segment
     hist: np.ndarray | None = None   # (2 n_leads, h) float32 recent filtered; unfiltered rows
     rhist: np.ndarray | None = None  # (2 n_leads, m) the same decimated, rhythm window span
+    store: ColumnHistory | None = None   # the buffers behind hist and rhist (views of them)
+    rstore: ColumnHistory | None = None
     next_rhythm: int = 0             # index within segment of the next rhythm window
     rhythm_phase: int = 0            # model samples from segment start to the hop grid
     pending: list[_Pending] = field(default_factory=list)
@@ -103,10 +109,6 @@ class WindowState:
     def hist_start(self) -> int:
         return self.n - (0 if self.hist is None else self.hist.shape[1])
 
-    @property
-    def geo(self) -> _Geometry:
-        return _geometry(self.spec, self.lookahead)
-
 
 def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, segment: int,
                      t0_us: int, latency_us: int, lookahead: int) -> WindowState:
@@ -114,8 +116,11 @@ def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, 
     if abs(decim - round(decim)) > 1e-9 or decim < 1:
         raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
     return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
-                       spec.spec_id, rr_hist=deque(maxlen=spec.long_rr_beats),
-                       rhythm_phase=_rhythm_phase(spec, t0_us, round(decim)))
+                       spec.spec_id, _geometry(spec, lookahead),
+                       rr_hist=deque(maxlen=spec.long_rr_beats),
+                       rhythm_phase=_rhythm_phase(spec, t0_us, round(decim)),
+                       store=ColumnHistory(2 * n_leads, np.float32),
+                       rstore=ColumnHistory(2 * n_leads, np.float32))
 
 
 def _rhythm_phase(spec: SignalSpec, t0_us: int, decim: int) -> int:
@@ -131,15 +136,16 @@ def _time_us(ws: WindowState, k: int) -> int:
 
 
 def _append(ws: WindowState, filt: np.ndarray, raw: np.ndarray) -> None:
-    g = ws.geo
-    block = np.concatenate([filt, raw], axis=0, dtype=np.float32)
+    """Add a chunk to the float32 histories (float64 → float32 rounds as a cast does)."""
+    g, L, n = ws.geo, ws.n_leads, filt.shape[1]
+    block = ws.store.extend(n, g.keep, max(2 * n, g.keep // 2))
+    block[:L] = filt
+    block[L:] = raw
     first = (-ws.n) % g.decim
-    if ws.hist is None:
-        ws.hist, ws.rhist = block, block[:, first::g.decim]
-    else:
-        ws.hist = np.concatenate([ws.hist[:, -g.keep:], block], axis=1)
-        ws.rhist = np.concatenate([ws.rhist[:, -g.rkeep:], block[:, first::g.decim]], axis=1)
-    ws.n += filt.shape[1]
+    k = len(range(first, n, g.decim))
+    ws.rstore.extend(k, g.rkeep, max(2 * k, g.rkeep // 2))[...] = block[:, first::g.decim]
+    ws.hist, ws.rhist = ws.store.view(), ws.rstore.view()
+    ws.n += n
 
 
 def _span(ws: WindowState, buf: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -175,18 +181,19 @@ def _add_beat(ws: WindowState, beat: Beat) -> None:
 
 def _cut(ws: WindowState, pb: _Pending) -> None:
     """Cut the beat's samples while they are in the history (its next beat may be far)."""
-    lo = pb.beat.r - ws.spec.beat_pre
-    hi = lo + ws.spec.beat_span
+    lo = pb.beat.r - ws.geo.pre
+    hi = lo + ws.geo.span
     both = _span(ws, ws.hist, lo, hi)
     filt, raw = both[:ws.n_leads], both[ws.n_leads:]
     flags, _ = lead_quality(raw, filt, ws.spec.fs_hz, spectral=False)
-    pb.samples, pb.quality = np.ascontiguousarray(filt, dtype=np.float32), best_quality(flags)
+    # a copy: the history buffer is overwritten in place later
+    pb.samples, pb.quality = np.array(filt, dtype=np.float32, order="C"), best_quality(flags)
 
 
 def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
     if pb.samples is None:
         _cut(ws, pb)
-    hi = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span
+    hi = pb.beat.r - ws.geo.pre + ws.geo.span
     last = max(hi - 1, pb.next_commit) if not flushed else min(max(hi - 1, 0), ws.n - 1)
     return BeatWindow(
         device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec_id, segment=ws.segment,
@@ -198,12 +205,13 @@ def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
 
 def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
     out: list[BeatWindow] = []
+    post = ws.geo.span - ws.geo.pre
     for pb in ws.pending:
-        if pb.samples is None and pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span <= ws.n:
+        if pb.samples is None and pb.beat.r + post <= ws.n:
             _cut(ws, pb)
     while ws.pending:
         pb = ws.pending[0]
-        post_ready = pb.beat.r - ws.spec.beat_pre + ws.spec.beat_span <= ws.n
+        post_ready = pb.beat.r + post <= ws.n
         if not flush and (pb.next_commit < 0 or not post_ready):
             break
         out.append(_beat_window(ws, pb, flushed=pb.next_commit < 0 or not post_ready))
@@ -229,7 +237,7 @@ def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
             end_time_us=_time_us(ws, start + g.win),
             last_sample_time_us=_time_us(ws, ready - 1 + ws.lookahead) + ws.latency_us,
             fs_hz=ws.spec.rhythm_fs_hz, beat_times_us=beats, quality=flags, sqi=sqi,
-            samples=np.ascontiguousarray(both[:L])))
+            samples=np.array(both[:L], order="C")))     # a copy, as in _cut
         ws.next_rhythm += 1
         ws.window_counter += 1
     while ws.beat_times and ws.beat_times[0].r < ws.rhythm_phase + ws.next_rhythm * g.hop:
