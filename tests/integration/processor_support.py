@@ -107,12 +107,16 @@ def assert_clean_log(worker: WorkerProcess) -> None:
 
 
 class Streamer(threading.Thread):
-    """Devices sending their chunks paced at ``speed`` x real time, plus bad records."""
+    """Devices sending their chunks paced at ``speed`` x real time, plus bad records.
+
+    ``gateway`` > 0: the chunks travel as gateway bundles of at most that many chunks, one
+    record per partition per tick (``streamer.gateway``); the bad records stay single."""
 
     def __init__(self, settings: Settings, chunks: dict[str, list[SampleChunk]], speed: float,
-                 bad: list[tuple[float, bytes, bytes]]) -> None:
+                 bad: list[tuple[float, bytes, bytes]], gateway: int = 0) -> None:
         super().__init__(daemon=True)
         self.settings, self.chunks, self.speed = settings, chunks, speed
+        self.gateway = gateway
         self.bad = sorted(bad, key=lambda b: b[0])
         self.device_s = 0.0          # device time sent so far
         self.error: BaseException | None = None
@@ -131,16 +135,28 @@ class Streamer(threading.Thread):
         for k in range(n):
             end_s = (k + 1) * 0.5
             time.sleep(max(0.0, wall0 + end_s / self.speed - time.monotonic()))
-            for chunks in self.chunks.values():
-                send_chunk(producer, self.settings, chunks[k])
+            self._send_tick(producer, [chunks[k] for chunks in self.chunks.values()])
             while bad and bad[0][0] <= end_s:
                 _, key, value = bad.pop(0)
                 producer.send(self.settings.topics.samples, key=key, value=value)
             self.device_s = end_s
-        for chunks in self.chunks.values():
-            send_chunk(producer, self.settings, terminator(chunks[-1]))
+        self._send_tick(producer, [terminator(chunks[-1]) for chunks in self.chunks.values()])
         producer.flush()
         producer.close()
+
+
+    def _send_tick(self, producer, tick: list[SampleChunk]) -> None:
+        if not self.gateway:
+            for chunk in tick:
+                send_chunk(producer, self.settings, chunk)
+            return
+        from streamer.gateway import GatewayBundler
+
+        bundler = GatewayBundler(self.gateway, self.settings.topics.partitions)
+        bundles = [b for c in tick for b in [bundler.add(c.device_id, encode_chunk(c))] if b]
+        for partition, value, _ in bundles + bundler.drain():
+            producer.send(self.settings.topics.samples, key=b"gateway", value=value,
+                          partition=partition)
 
 
 def bad_records(sample: SampleChunk) -> list[tuple[bytes, bytes, str]]:

@@ -1,9 +1,11 @@
 """The processor survives SIGKILL and partition moves (real broker, child processes).
 
-2. SIGKILL mid-stream and restart: windows resume for every device, beats and rhythm
-   windows equal the offline twin's (no beat or window lost or invented outside a +-20 s band
-   around the kill, measured: none inside either), the dead-letter topic holds the bad records
-   the test sent, with their reasons, and nothing crashes.
+2. SIGKILL mid-stream and restart (devices sending their own records, and the same
+   devices behind a gateway that bundles them per partition): windows resume for every
+   device, beats and rhythm windows equal the offline twin's (no beat or window lost or
+   invented outside a +-20 s band around the kill, measured: none inside either), the
+   dead-letter topic holds the bad records the test sent, with their reasons, and nothing
+   crashes.
 4. Two workers share the group and one leaves mid-stream: the same, for a partition move.
 """
 
@@ -36,7 +38,9 @@ pytestmark = pytest.mark.timeout(600)
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, tmp_path):
+@pytest.mark.parametrize("gateway", [0, 4], ids=["device-records", "gateway-bundles"])
+def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, tmp_path,
+                                                       gateway):
     settings = settings_for(topic_factory)
     seconds, speed, kill_at_s = 90.0, 2.0, 40.0
     start_us = time.time_ns() // 1000 - 60 * US
@@ -44,7 +48,8 @@ def test_worker_killed_mid_stream_resumes_every_device(topic_factory, data_dir, 
     records, chunks = mitdb_devices(data_dir, "bed", names, seconds, start_us, sampto=33_000)
     bad = bad_records(chunks["bed-100"][3])
     streamer = Streamer(settings, chunks, speed,
-                        [(10.0, k, v) for k, v, _ in bad] + [(70.0, k, v) for k, v, _ in bad])
+                        [(10.0, k, v) for k, v, _ in bad] + [(70.0, k, v) for k, v, _ in bad],
+                        gateway)
 
     first = start_worker(settings, tmp_path, "worker-1")
     wait_assigned([first], settings.topics.partitions)
