@@ -256,9 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-broker", action="store_true")
     ap.add_argument("--repeats", type=int, default=1,
                     help="broker runs of each kind (CPU per chunk varies run to run here)")
-    ap.add_argument("--bundle", type=int, default=0,
-                    help="send each tick's chunks as gateway bundles of at most N chunks, one "
-                         "record per partition (0: one record per chunk, as a device does)")
+    ap.add_argument("--bundle", default="0",
+                    help="comma list of N: 0 = one record per chunk, as a device sends; N > 0 = "
+                         "each tick's chunks as gateway bundles of at most N chunks, one record "
+                         "per partition. Each N is measured (e.g. 0,64)")
     ap.add_argument("--null-dsp-too", action="store_true",
                     help="also measure a worker whose DSP does nothing (framework overhead)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" / "processor.json")
@@ -286,15 +287,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_broker:
         # full and no-op-DSP runs alternate, so both see the same spells of machine load;
         # the run with the median CPU per chunk is the headline, every run is kept
-        kinds = [("broker", False)] + ([("broker_null_dsp", True)] if args.null_dsp_too else [])
+        kinds = []
+        for bundle in (int(b) for b in args.bundle.split(",")):
+            key = "broker" if bundle == 0 else "broker_bundle"
+            kinds += [(key, False, bundle)]
+            kinds += [(f"{key}_null_dsp", True, bundle)] if args.null_dsp_too else []
         for _ in range(args.repeats):
-            for key, null in kinds:
+            for key, null, bundle in kinds:
                 run = through_broker(settings, args.devices, args.seconds, args.chunk_s,
-                                     args.timeout_s, null, args.bundle)
+                                     args.timeout_s, null, bundle)
                 run["load_avg_1m"] = _machine()["load_avg_1m"]
                 result.setdefault(f"{key}_runs", []).append(run)
                 print(json.dumps(run, indent=2))
-        for key, _ in kinds:
+        for key, _, _ in kinds:
             runs = sorted(result[f"{key}_runs"], key=lambda r: r["cpu_us_per_chunk"])
             result[key] = runs[(len(runs) - 1) // 2]
     result["machine"] = _machine()

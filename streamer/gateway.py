@@ -19,16 +19,32 @@ Bundle = tuple[int, bytes, int]      # (partition, encoded bundle, member count)
 
 
 class GatewayBundler:
-    """Groups encoded chunks per partition; a bundle closes at ``max_members`` or on
-    ``drain`` (the end of a tick). Pure: the caller sends what it returns."""
+    """Groups encoded chunks per partition; a bundle closes at ``max_members`` or when
+    ``drain`` is called, which a caller does once the oldest pending chunk has waited
+    ``linger_s`` (``due``), like a Kafka producer's linger: devices report at staggered
+    phases, so draining every few ms would send bundles of one or two chunks. The linger
+    is latency added to every chunk, at most ``linger_s``. Pure: the caller sends what it
+    returns and owns the clock."""
 
-    def __init__(self, max_members: int, n_partitions: int) -> None:
+    def __init__(self, max_members: int, n_partitions: int, linger_s: float = 0.1) -> None:
         if not 1 <= max_members <= MAX_BUNDLE_MEMBERS:
             raise ValueError(f"bundle size must be 1..{MAX_BUNDLE_MEMBERS}, got {max_members}")
+        if not linger_s >= 0:
+            raise ValueError(f"linger_s must be >= 0, got {linger_s}")
         self.max_members = max_members
         self.n_partitions = n_partitions
+        self.linger_s = linger_s
+        self.opened_at: float | None = None       # caller's clock when the oldest chunk came
         self._pending: dict[int, list[bytes]] = {}
         self._partition_of: dict[str, int] = {}
+
+    def due(self, now: float) -> bool:
+        """Whether the oldest pending chunk has waited ``linger_s``."""
+        return self.opened_at is not None and now - self.opened_at >= self.linger_s
+
+    def due_at(self) -> float | None:
+        """When ``due`` turns true (None: nothing pending)."""
+        return None if self.opened_at is None else self.opened_at + self.linger_s
 
     def partition(self, device_id: str) -> int:
         part = self._partition_of.get(device_id)
@@ -37,18 +53,23 @@ class GatewayBundler:
                                                                  self.n_partitions)
         return part
 
-    def add(self, device_id: str, payload: bytes) -> Bundle | None:
+    def add(self, device_id: str, payload: bytes, now: float = 0.0) -> Bundle | None:
         """Queue one encoded chunk; returns a full bundle to send, if this filled one."""
+        if self.opened_at is None:
+            self.opened_at = now
         part = self.partition(device_id)
         members = self._pending.setdefault(part, [])
         members.append(payload)
         if len(members) < self.max_members:
             return None
         del self._pending[part]
+        if not self._pending:
+            self.opened_at = None
         return part, encode_bundle(members), len(members)
 
     def drain(self) -> list[Bundle]:
         """Every partly filled bundle (the tick is over: nothing waits for the next one)."""
         out = [(part, encode_bundle(m), len(m)) for part, m in sorted(self._pending.items())]
         self._pending.clear()
+        self.opened_at = None
         return out

@@ -201,7 +201,8 @@ class Simulator:
                  compression: str = "auto", linger_ms: int = 50,
                  stats: SimulatorStats | None = None,
                  producer_factory: Callable[[], object] | None = None,
-                 align_start_us: int | None = None, gateway_bundle: int = 0) -> None:
+                 align_start_us: int | None = None, gateway_bundle: int = 0,
+                 gateway_linger_s: float = 0.1) -> None:
         if not (speed > 0):
             raise ValueError(f"speed={speed}: use a positive factor or math.inf for max")
         if len({d.device_id for d in devices}) != len(devices):
@@ -217,11 +218,11 @@ class Simulator:
         # Replay scoring puts each record's sample 0 on a multiple of this (the rhythm hop), so
         # the processor cuts the same rhythm windows as the offline twin started at 0.
         self.align_start_us = align_start_us
-        # > 0: act as a gateway, one record per partition per tick of at most this many
+        # > 0: act as a gateway, one record per partition per linger of at most this many
         # chunks (streamer/gateway.py); 0: each device sends its own records, keyed by id.
         if gateway_bundle < 0:
             raise ValueError(f"gateway_bundle={gateway_bundle}: use 0 (off) or a bundle size")
-        self.gateway_bundle = gateway_bundle
+        self.gateway_bundle, self.gateway_linger_s = gateway_bundle, gateway_linger_s
 
     def _kafka_producer(self) -> object:
         from kafka import KafkaProducer
@@ -301,10 +302,13 @@ class Simulator:
                 due_s, k, chunk = heap[0]
                 if paced:
                     wait = t0 + due_s / self.speed - now
+                    if gateway is not None and gateway.due(now):
+                        self._send_bundles(producer, gateway.drain())
                     if wait > TICK_S:
-                        if gateway is not None:        # the tick is over: send its bundles
-                            self._send_bundles(producer, gateway.drain())
-                        stop.wait(min(wait, end - now))
+                        drain_at = gateway.due_at() if gateway is not None else None
+                        nap = min(wait, end - now, math.inf if drain_at is None
+                                  else max(0.0, drain_at - now))
+                        stop.wait(nap)
                         continue
                     st.max_late_s = max(st.max_late_s, -wait)
                 heapq.heappop(heap)
@@ -313,7 +317,7 @@ class Simulator:
                     fut = producer.send(topic, value=payload, key=chunk.device_id.encode())
                     fut.add_errback(errback, chunk.device_id, chunk.seq)
                 else:
-                    full = gateway.add(chunk.device_id, payload)
+                    full = gateway.add(chunk.device_id, payload, now)
                     self._send_bundles(producer, [full] if full is not None else [])
                 st.chunks_sent += 1
                 st.samples_sent += chunk.n_samples
@@ -328,7 +332,7 @@ class Simulator:
             return None
         partitions = getattr(producer, "partitions_for", lambda topic: None)(self.topic)
         n = len(partitions) if partitions else self.settings.topics.partitions
-        return GatewayBundler(self.gateway_bundle, n)
+        return GatewayBundler(self.gateway_bundle, n, self.gateway_linger_s)
 
     def _send_bundles(self, producer, bundles: list) -> None:
         for partition, value, members in bundles:

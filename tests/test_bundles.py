@@ -131,3 +131,18 @@ def test_the_warm_up_splits_bundles_and_keeps_only_owned_devices():
         assert decode_chunk(value).device_id.encode() == key
         by_device.setdefault(key, []).append(offset)
     assert by_device == {d.encode(): list(range(16, 40)) for d in mine}   # 12 s each
+
+
+def test_a_gateway_bundle_waits_at_most_its_linger_and_closes_when_full():
+    from streamer.gateway import GatewayBundler
+
+    devs = devices_on(3, 3)
+    g = GatewayBundler(max_members=3, n_partitions=PARTS, linger_s=0.1)
+    assert g.due_at() is None and not g.due(5.0)
+    assert g.add(devs[0], b"a", now=1.00) is None
+    assert g.add(devs[1], b"b", now=1.05) is None
+    assert not g.due(1.09) and g.due(1.10) and g.due_at() == pytest.approx(1.10)
+    assert g.add(devs[2], b"c", now=1.06) == (3, encode_bundle([b"a", b"b", b"c"]), 3)
+    assert g.due_at() is None                              # nothing left waiting
+    g.add(devices_on(5, 1)[0], b"d", now=2.0)
+    assert g.drain() == [(5, encode_bundle([b"d"]), 1)] and g.due_at() is None

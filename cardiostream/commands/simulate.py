@@ -44,6 +44,8 @@ def simulate(
                                        "tick's chunks as one record per partition of at most "
                                        "N chunks (0: one record per chunk, keyed by "
                                        "device).")] = 0,
+    gateway_linger_ms: Annotated[float, Opt(min=0.0, help="With --gateway-bundle: how long "
+                                            "a chunk may wait for its bundle to fill.")] = 100.0,
     seed: Annotated[int, Opt(help="Seed of every fault generator.")] = 0,
     fault_drop: Annotated[float, Opt(help="P(chunk dropped).")] = 0.0,
     fault_duplicate: Annotated[float, Opt(help="P(chunk sent twice).")] = 0.0,
@@ -83,7 +85,8 @@ def simulate(
         sim = Simulator(settings, specs, speed=parse_speed(speed), loop=loop, faults=faults,
                         chunk_s=chunk_s, duration_s=duration_s, record_s=seconds,
                         compression=compression, linger_ms=linger_ms,
-                        gateway_bundle=gateway_bundle)
+                        gateway_bundle=gateway_bundle,
+                        gateway_linger_s=gateway_linger_ms / 1000.0)
     except (ValueError, KafkaConfigError) as exc:
         raise typer.BadParameter(str(exc)) from None
     stop = threading.Event()
