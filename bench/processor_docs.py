@@ -61,10 +61,13 @@ def render(result: dict) -> str:
         "| CPU µs per chunk | devices per free core |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for key in ("broker", "broker_null_dsp"):
+    names = {"broker": "devices' own records, cardiostream process",
+             "broker_null_dsp": "devices' own records, DSP replaced by a no-op",
+             "broker_bundle": "gateway bundles, cardiostream process",
+             "broker_bundle_null_dsp": "gateway bundles, DSP replaced by a no-op"}
+    for key, name in names.items():
         if key in result:
             b = result[key]
-            name = "cardiostream process" if b["dsp"] != "none" else "same, DSP replaced by a no-op"
             lines.append(f"| {name} | {b['devices']} x {b['seconds']:.0f} | {b['wall_s']:.0f} | "
                          f"{b['chunks_per_s']:.0f} | {b['devices_sustained']:.0f} | "
                          f"{100 * b['worker_cpu_share']:.0f} % | {b['cpu_us_per_chunk']:.0f} | "
@@ -73,57 +76,45 @@ def render(result: dict) -> str:
 
 
 def _notes(result: dict) -> str:
-    c = result["cost"]
-    b = result.get("broker")
-    null = result.get("broker_null_dsp")
-    if b is None:
+    b, g = result.get("broker"), result.get("broker_bundle")
+    head = g or b
+    if head is None:
         return ""
-    budget_us = 1e6 / (2000 / b["chunk_s"])          # CPU per chunk that 2,000 devices allow
-    met = b["devices_per_free_core"] >= 2000
+    budget_us = 1e6 / (2000 / head["chunk_s"])          # CPU per chunk that 2,000 devices allow
     text = [
         "",
         '"Devices sustained here" is samples processed per wall second / 360 on this shared '
         'machine; "devices per free core" is samples per worker CPU second / 360, what one '
-        "uncontended core would sustain.",
+        "uncontended core would sustain. Gateway bundles: each tick's chunks grouped per "
+        f"partition, at most {g['bundle'] if g else 0} chunks per record "
+        "(`cardiostream.schemas.encode_bundle`, `streamer/gateway.py`).",
         "",
-        f"Goal, 2,000 devices per worker: **{'met' if met else 'not met'}**. 2,000 devices "
-        f"at {1 / b['chunk_s']:.0f} chunks/s allow {budget_us:.0f} CPU µs per chunk; the "
-        f"worker spends {b['cpu_us_per_chunk']:.0f} ({b['cpu_us_per_chunk'] / budget_us:.1f}x).",
+        f"2,000 devices at {1 / head['chunk_s']:.0f} chunks/s allow {budget_us:.0f} CPU µs per "
+        "chunk.",
     ]
-    if null is not None:
-        text.append(
-            f"The no-op DSP row is the framework's share: Faust, Kafka, decoding and "
-            f"sequencing cost {null['cpu_us_per_chunk']:.0f} µs per chunk "
-            f"({null['devices_per_free_core']:.0f} devices per core); the other "
-            f"{b['cpu_us_per_chunk'] - null['cpu_us_per_chunk']:.0f} µs are the DSP and the "
-            "windows it produces (encoded and produced as one Kafka message each, acks=all).")
+    for run, label in ((b, "Devices sending their own records"), (g, "Behind gateways")):
+        if run is None:
+            continue
+        met = run["devices_per_free_core"] >= 2000
+        text.append(f"{label}: {run['cpu_us_per_chunk']:.0f} µs per chunk, "
+                    f"{run['devices_per_free_core']:.0f} devices per free core: goal "
+                    f"**{'met' if met else 'not met'}**.")
+    for key, label in (("broker", "own records"), ("broker_bundle", "gateway bundles")):
+        null = result.get(f"{key}_null_dsp")
+        if null is not None and key in result:
+            text.append(f"Framework share ({label}, no-op DSP): {null['cpu_us_per_chunk']:.0f} "
+                        "µs per chunk (Faust, Kafka, decode, sequencing).")
     text += _spread(result, budget_us)
     text += [
-        "The floor is the framework: with no DSP at all the worker spends "
-        f"{null['cpu_us_per_chunk'] if null else float('nan'):.0f} µs per chunk on Faust "
-        "(per message: a `wait_first` with four tasks in Faust's consumer, the stream "
-        "iterator, acks), aiokafka and the decode, so one Faust worker consuming one Kafka "
-        "message per 0.5 s chunk cannot reach 2,000 devices whatever the DSP costs; the DSP "
-        "and its windows (each produced as its own Kafka message, acks=all) add the rest.",
-        "Changes measured against the session's starting commit (`29dce74`, same "
-        "command, same day): window encoding without `dataclasses.asdict` (which deep-copied "
-        f"every window's samples to drop them): 24 -> {c['encode_windows_us']:.0f} µs per "
-        "chunk in process (the starting commit's run: DSP 187, `Pipeline.handle` 299 µs; this "
-        f"run {c['dsp_us']:.0f} and {c['pipeline_handle_us']:.0f} with the DSP unchanged: "
-        "in-process figures vary by about 10 % too); in the worker, no per-record "
-        "`time.process_time()` "
-        "(3 calls per record; py-spy put a fifth of the worker's samples on them, but that "
-        "was time waiting for the GIL, the CPU figure did not move), a lean Faust Monitor and "
-        "no terminal spinner (at `--loglevel warning` it set the root logger to DEBUG); "
-        "through the broker one run of the starting commit gave 675 µs per chunk (no-op "
-        f"DSP 248, load average 3.6), this code {b['cpu_us_per_chunk']:.0f}: within the "
-        "run-to-run spread. "
-        "The DSP itself is unchanged (beat positions and window bytes identical on all 44 "
-        "records).",
+        "Why bundles: Faust costs ~220 µs per consumed record whatever it holds (per message "
+        "a `wait_first` with four tasks in its consumer, the stream iterator, acks), so a "
+        "worker consuming one record per 0.5 s chunk cannot reach 2,000 devices whatever the "
+        "DSP costs. A gateway relaying many bedside devices sends one record per partition "
+        "per linger (100 ms by default); each member is still validated, sequenced and "
+        "dead-lettered on its own, and lands on the partition its device id hashes to "
+        "(docs/processor.md, \"Chunk bundles\").",
         "Capacity scales by partitions: `cardiostream process --workers N` (or N containers) "
-        f"in one group, one core each; 2,000 devices need about "
-        f"{-(-2000 // max(1, int(b['devices_per_free_core'])))} such workers at the measured "
-        "cost.",
+        "in one group, one core each.",
         "",
         "Warm-up fidelity (same JSON, `warmup_fidelity`, records 100, 119, 208, restart at "
         "60 s, 10 s re-read): beat positions equal the uninterrupted stream's; window samples "
@@ -140,18 +131,19 @@ def _max_diff(result: dict) -> float:
 
 
 def _spread(result: dict, budget_us: float) -> list[str]:
-    """One line on the run-to-run spread when the JSON holds several broker runs."""
-    runs = result.get("broker_runs", [])
-    if len(runs) < 2:
-        return []
-    cpu = [r["cpu_us_per_chunk"] for r in runs]
-    null = [r["cpu_us_per_chunk"] for r in result.get("broker_null_dsp_runs", [])]
-    load = [r.get("load_avg_1m", float("nan")) for r in runs]
-    line = (f"CPU time per chunk varies run to run on this machine (2 cores shared with the "
-            f"broker and other jobs); the table shows the median of {len(runs)} runs. Full "
-            f"worker: {', '.join(f'{c:.0f}' for c in cpu)} µs per chunk "
-            f"({min(cpu) / budget_us:.1f}-{max(cpu) / budget_us:.1f}x the {budget_us:.0f} µs "
-            f"budget; load average {min(load):.1f}-{max(load):.1f})")
-    if null:
-        line += f"; no-op DSP: {', '.join(f'{c:.0f}' for c in null)} µs per chunk"
-    return [line + "."]
+    """One line per mode on the run-to-run spread when the JSON holds several runs."""
+    out = []
+    for key in ("broker", "broker_bundle"):
+        runs = result.get(f"{key}_runs", [])
+        if len(runs) < 2:
+            continue
+        cpu = [r["cpu_us_per_chunk"] for r in runs]
+        null = [r["cpu_us_per_chunk"] for r in result.get(f"{key}_null_dsp_runs", [])]
+        load = [r.get("load_avg_1m", float("nan")) for r in runs]
+        line = (f"Run to run ({key}, median of {len(runs)} in the table; 2 cores shared with "
+                f"the broker): {', '.join(f'{c:.0f}' for c in cpu)} µs per chunk (load "
+                f"average {min(load):.1f}-{max(load):.1f})")
+        if null:
+            line += f"; no-op DSP: {', '.join(f'{c:.0f}' for c in null)}"
+        out.append(line + ".")
+    return out
