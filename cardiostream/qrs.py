@@ -113,6 +113,8 @@ class QRSState:
     last_slope: float = 0.0
     sb_best: tuple | None = None       # search-back pick: (peak, height, slope, r, lead heights)
     sb_done: bool = False
+    plan: _Plan | None = None          # plan_for(params, fs_hz), kept: its cache key hashes
+                                       # every QRSParams field (~1 us a chunk)
 
     # history rows: feature f, normalised energy ce (slope), per-lead capped features,
     # filtered input (fiducial), per-lead energy level (fiducial weights)
@@ -145,7 +147,7 @@ def new_qrs_state(fs_hz: float, n_leads: int, params: QRSParams = DEFAULT_QRS) -
     if n_leads < 1:
         raise ValueError(f"n_leads must be >= 1, got {n_leads}")
     return QRSState(fs_hz=float(fs_hz), n_leads=n_leads, params=params,
-                    lead_peaks=[[] for _ in range(n_leads)])
+                    lead_peaks=[[] for _ in range(n_leads)], plan=plan_for(params, float(fs_hz)))
 
 
 def _features(st: QRSState, p: _Plan, x: np.ndarray, out: np.ndarray) -> None:
@@ -228,7 +230,7 @@ def qrs_step(state: QRSState, x: np.ndarray) -> tuple[QRSState, list[Beat]]:
         raise ValueError(f"chunk must be ({state.n_leads}, n), got {x.shape}")
     if x.shape[1] == 0:
         return state, []
-    p = plan_for(state.params, state.fs_hz)
+    p = state.plan or plan_for(state.params, state.fs_hz)
     if state.store is None:
         state.store = ColumnHistory(2 + 3 * state.n_leads)
     keep = p.hist if state.learned else state.store.width   # learning reads the first learn_s

@@ -45,12 +45,41 @@ def _bands(n: int, fs_hz: float) -> tuple[int, int, int, int]:
 
 def _hf_ratio(c: np.ndarray, fs_hz: float) -> np.ndarray:
     """Fraction of each zero-mean row's 1-40 Hz power that lies in 20-40 Hz."""
-    spec = np.fft.rfft(c, axis=1)
-    power = spec.real ** 2 + spec.imag ** 2
     a, b, lo_hf, hi_hf = _bands(c.shape[1], float(fs_hz))
-    total = power[:, a:b].sum(axis=1)
-    return np.divide(power[:, lo_hf:hi_hf].sum(axis=1), total, out=np.zeros(c.shape[0]),
-                     where=total > 0)
+    spec = np.fft.rfft(c, axis=1)[:, a:b]         # the power of the bins summed, no others
+    power = spec.real ** 2 + spec.imag ** 2
+    total = np.add.reduce(power, axis=1)
+    return np.divide(np.add.reduce(power[:, lo_hf - a:hi_hf - a], axis=1), total,
+                     out=np.zeros(c.shape[0]), where=total > 0)
+
+
+def _checked(raw_mv: np.ndarray, filtered_mv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    raw, filt = np.asarray(raw_mv), np.asarray(filtered_mv)
+    if raw.shape != filt.shape or raw.ndim != 2:
+        raise ValueError(f"raw {raw.shape} and filtered {filt.shape} must be equal (n_leads, n)")
+    return raw, filt
+
+
+def _stats(raw: np.ndarray, filt: np.ndarray) -> tuple[np.ndarray, list, list, list, list]:
+    """(zero-mean filt, ptp of raw, 2nd and 4th central moments of filt, samples stuck at a
+    rail) per lead, n >= 3.  Plain ufunc reductions: np.mean & co cost ~10x more per call
+    on small arrays, and these run for every beat."""
+    n_leads, n = raw.shape
+    c = filt - np.add.reduce(filt, axis=1, keepdims=True) / n
+    c2 = c * c
+    m2 = (np.add.reduce(c2, axis=1) / n).tolist()
+    m4 = (np.einsum("ij,ij->i", c2, c2) / n).tolist()
+    hi = np.maximum.reduce(raw, axis=1, keepdims=True)
+    lo = np.minimum.reduce(raw, axis=1, keepdims=True)
+    rest = raw[:, 1:]
+    rail = rest >= hi - SAT_TOL_MV
+    rail |= rest <= lo + SAT_TOL_MV
+    if max(np.add.reduce(rail, axis=1).tolist()) > SAT_FRACTION * n:
+        stuck = np.abs(rest - raw[:, :-1]) <= SAT_TOL_MV   # only then can enough be stuck
+        n_sat = np.add.reduce(stuck & rail, axis=1).tolist()
+    else:
+        n_sat = [0] * n_leads
+    return c, (hi - lo)[:, 0].tolist(), m2, m4, n_sat
 
 
 def lead_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray, fs_hz: float,
@@ -61,28 +90,12 @@ def lead_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray, fs_hz: float,
     ``spectral=False`` skips the 20-40 Hz test (kurtosis only): the cheap form used
     for every beat window, where one QRS in 0.7 s already dominates the spectrum.
     """
-    raw, filt = np.asarray(raw_mv), np.asarray(filtered_mv)
-    if raw.shape != filt.shape or raw.ndim != 2:
-        raise ValueError(f"raw {raw.shape} and filtered {filt.shape} must be equal (n_leads, n)")
+    raw, filt = _checked(raw_mv, filtered_mv)
     n_leads, n = raw.shape
     if n < 3:
         return ("flat",) * n_leads, (0.0,) * n_leads
-    # plain ufunc reductions: np.mean & co cost ~10x more per call on small arrays
-    c = filt - (np.add.reduce(filt, axis=1) / n)[:, None]
-    c2 = c * c
-    m2 = (np.add.reduce(c2, axis=1) / n).tolist()
-    m4 = (np.einsum("ij,ij->i", c2, c2) / n).tolist()
-    hi, lo = np.maximum.reduce(raw, axis=1), np.minimum.reduce(raw, axis=1)
-    rest = raw[:, 1:]
-    rail = (rest >= (hi - SAT_TOL_MV)[:, None]) | (rest <= (lo + SAT_TOL_MV)[:, None])
-    n_rail = np.add.reduce(rail, axis=1)
-    if (n_rail > SAT_FRACTION * n).any():      # only then can enough samples be stuck there
-        stuck = np.abs(rest - raw[:, :-1]) <= SAT_TOL_MV
-        n_sat = np.add.reduce(stuck & rail, axis=1).tolist()
-    else:
-        n_sat = [0] * n_leads
+    c, ptp, m2, m4, n_sat = _stats(raw, filt)
     hf = _hf_ratio(c, fs_hz).tolist() if spectral else [0.0] * n_leads
-    ptp = (hi - lo).tolist()
     flags, values = [], []
     for i in range(n_leads):
         kurt = m4[i] / (m2[i] * m2[i]) if m2[i] > 0 else 0.0
@@ -97,6 +110,29 @@ def lead_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray, fs_hz: float,
                                     _ramp(NOISY_HF + 0.05 - hf[i], 0.0,
                                           NOISY_HF + 0.05 - CLEAN_HF)), 4))
     return tuple(flags), tuple(values)
+
+
+def beat_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray) -> str:
+    """``best_quality(lead_quality(raw, filt, fs, spectral=False)[0])``: the one label a
+    beat window carries, without the SQI values it does not use (and it stops at the
+    first good lead)."""
+    raw, filt = _checked(raw_mv, filtered_mv)
+    n_leads, n = raw.shape
+    if n < 3:
+        return "flat"
+    _, ptp, m2, m4, n_sat = _stats(raw, filt)
+    flags = []
+    for i in range(n_leads):
+        kurt = m4[i] / (m2[i] * m2[i]) if m2[i] > 0 else 0.0
+        if ptp[i] < FLAT_PTP_MV or m2[i] < FLAT_STD_MV ** 2:
+            flags.append("flat")
+        elif n_sat[i] > SAT_FRACTION * n:
+            flags.append("saturated")
+        elif kurt < NOISY_KURTOSIS:
+            flags.append("noisy")
+        else:
+            return "good"
+    return best_quality(tuple(flags))
 
 
 def _ramp(x: float, lo: float, hi: float) -> float:

@@ -26,12 +26,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import islice
 
 import numpy as np
 
 from cardiostream.history import ColumnHistory
 from cardiostream.qrs import Beat
-from cardiostream.quality import best_quality, lead_quality
+from cardiostream.quality import beat_quality, lead_quality
 from cardiostream.schemas import BeatWindow, RhythmWindow
 from cardiostream.signal import SignalSpec
 
@@ -171,7 +172,7 @@ def _add_beat(ws: WindowState, beat: Beat) -> None:
         ws.rr_sum += rr_prev
     n_rr = len(ws.rr_hist)
     k = min(n_rr, ws.spec.local_rr_beats)
-    local = sum(ws.rr_hist[n_rr - 1 - i] for i in range(k)) / k if k else 0.0
+    local = sum(islice(reversed(ws.rr_hist), k)) / k if k else 0.0     # newest first
     long = ws.rr_sum / n_rr if n_rr else 0.0
     ws.pending.append(_Pending(beat, ws.beat_counter, rr_prev, local, long))
     ws.beat_counter += 1
@@ -185,9 +186,8 @@ def _cut(ws: WindowState, pb: _Pending) -> None:
     hi = lo + ws.geo.span
     both = _span(ws, ws.hist, lo, hi)
     filt, raw = both[:ws.n_leads], both[ws.n_leads:]
-    flags, _ = lead_quality(raw, filt, ws.spec.fs_hz, spectral=False)
     # a copy: the history buffer is overwritten in place later
-    pb.samples, pb.quality = np.array(filt, dtype=np.float32, order="C"), best_quality(flags)
+    pb.samples, pb.quality = np.array(filt, dtype=np.float32, order="C"), beat_quality(raw, filt)
 
 
 def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
