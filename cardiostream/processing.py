@@ -43,7 +43,8 @@ Windows = tuple[list[BeatWindow], list[RhythmWindow]]
 
 @dataclass(slots=True)
 class DeviceState:
-    """Everything one device needs between chunks (about 60 kB for two leads)."""
+    """Everything one device needs between chunks (about 115 kB for two leads: the
+    history buffers carry spare columns so that a chunk is appended in place)."""
 
     spec: SignalSpec
     device_id: str
@@ -116,7 +117,7 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
         raise ValueError("chunk holds NaN or infinite samples")
     if state.t0_us is None:
         state.t0_us = int(t0_us)
-    win = _windows_state(state)
+    win = state.win if state.win is not None else _windows_state(state)
     state.samples_in += x.shape[1]
     state.resampler, raw = resample_step(state.resampler, x)
     state.filt, filt = filter_step(state.filt, raw)
@@ -124,7 +125,7 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
     state.last_detections = beats
     state.win, beat_windows, rhythm_windows = window_step(win, filt, raw, beats,
                                                           state.qrs.scan_from)
-    _sync_counters(state)
+    state.beat_counter, state.window_counter = win.beat_counter, win.window_counter
     return state, beat_windows, rhythm_windows
 
 
@@ -194,3 +195,18 @@ def process_record(record: Record, spec: SignalSpec, chunk_s: float = 0.5,
         beats += b
         detections += state.last_detections
     return RecordWindows(beats, rhythms, detections)
+
+
+def needed_from_us(state: DeviceState) -> int | None:
+    """Device time of the oldest sample a window not yet emitted still needs: the start of
+    the next rhythm window, or of the earliest beat window still waiting for its next beat
+    (None: no chunk yet). A worker that restarts must re-read the signal from there to
+    emit them (streamer/ackgate.py holds the Kafka commit until that re-read fits the
+    warm-up); the time rule is this module's (sample k at t0_us + round(k * 1e6 / fs))."""
+    ws = state.win
+    if ws is None or ws.geo is None:
+        return None
+    first = ws.rhythm_phase + ws.next_rhythm * ws.geo.hop
+    if ws.pending:
+        first = min(first, ws.pending[0].beat.r - ws.geo.pre)
+    return ws.t0_us + round(first * _US / ws.spec.fs_hz)

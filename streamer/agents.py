@@ -4,7 +4,9 @@ The per-record work is ``streamer.pipeline.Pipeline.handle``; this module only
 wires it to Faust: the agent over the samples topic, the warm-up on the first
 record of a partition this worker did not own (``streamer.warmup``), the
 producer sends (acks=all, failures crash the worker so the offset is not
-committed past lost windows), and a 1 s timer that flushes idle devices,
+committed past lost windows), the acks (held by ``streamer.ackgate`` until a
+restart after the record could still emit every pending window from a
+``warmup_s`` re-read), and a 1 s timer that flushes idle devices, releases acks,
 exports consumer lag and advances the heartbeat only while the stream moves.
 """
 
@@ -21,6 +23,7 @@ import faust
 from cardiostream import metrics
 from cardiostream.settings import Settings
 from cardiostream.signal import DEFAULT_SPEC
+from streamer.ackgate import AckGate
 from streamer.deadletter import KNOWN_REASONS, DeadLetters
 from streamer.pipeline import COMPONENT, Dsp, Output, Pipeline
 from streamer.segments import encode_start
@@ -49,12 +52,15 @@ class Processor:
         self.records = 0
         self.warmups: deque[Any] = deque(maxlen=64)   # latest WarmupReports
         self.send_errors = 0
+        self.gate = AckGate()
+        self.lookback_us = round(settings.processor.warmup_s * 1_000_000)
         self._last_records = 0
         self._last_progress = time.monotonic()
         self._last_stats_log = time.monotonic()
 
-    async def on_record(self, msg: Any) -> None:
-        """One samples-topic record (a Faust ``Message``)."""
+    async def on_record(self, event: Any) -> None:
+        """One samples-topic record (a Faust ``Event``; acked here, maybe later)."""
+        msg = event.message
         if msg.partition not in self.warm:
             await self._warm(msg)
         # No per-record CPU clock here: in this multi-threaded process (Faust runs the
@@ -67,6 +73,13 @@ class Processor:
         await self._send(out)
         self.positions[msg.partition] = msg.offset + 1
         self.records += 1
+        now = time.monotonic()
+        self.gate.add(msg.partition, event, out.holds, now)
+        for done in self.gate.release(msg.partition, self._resumable, now):
+            done.ack()
+
+    def _resumable(self, device_id: str, end_us: int) -> bool:
+        return self.pipeline.resumable(device_id, end_us, self.lookback_us)
 
     async def _warm(self, msg: Any) -> None:
         from aiokafka.errors import KafkaError
@@ -116,6 +129,7 @@ class Processor:
         mine = {tp.partition for tp in assigned if tp.topic == self.settings.topics.samples}
         gone = self.warm - mine
         if gone:
+            self.gate.drop(gone)             # not acked: the new owner resumes before them
             dropped = self.pipeline.drop_partitions(gone)
             log.info("partitions %s moved away: forgot %d devices", sorted(gone), dropped)
         self.warm &= mine
@@ -130,6 +144,8 @@ class Processor:
         cfg = self.settings.processor
         await self._send(self.pipeline.flush_idle(cfg.idle_flush_s))
         await self._send(self.pipeline.expire_idle(cfg.device_idle_s))
+        for done in self.gate.release_all(self._resumable, time.monotonic()):
+            done.ack()
         lag = self._lag()
         now = time.monotonic()
         if self.records != self._last_records or lag == 0:
@@ -142,9 +158,9 @@ class Processor:
         if now - self._last_stats_log > STATS_LOG_S:
             self._last_stats_log = now
             total = time.process_time()
-            log.info("processor: %d records, %d devices, lag %d, stats %s, process CPU s %.1f",
-                     self.records, len(self.pipeline.devices), lag, dict(self.pipeline.stats),
-                     total)
+            log.info("processor: %d records, %d devices, lag %d, stats %s, acks held %d "
+                     "(forced %d), process CPU s %.1f", self.records, len(self.pipeline.devices),
+                     lag, dict(self.pipeline.stats), self.gate.held(), self.gate.forced, total)
 
     def _lag(self) -> int:
         consumer = self.app.consumer
@@ -174,8 +190,8 @@ def register(app: faust.App, settings: Settings, dsp: Dsp | None = None) -> Proc
 
     @app.agent(samples, name="process-samples")
     async def process_samples(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await proc.on_record(event.message)
+        async for event in stream.noack().events():      # acked by proc.gate
+            await proc.on_record(event)
 
     @app.timer(interval=1.0)
     async def processor_tick() -> None:

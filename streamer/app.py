@@ -135,6 +135,9 @@ def create_app(settings: Settings, *, app_id: str | None = None,
         broker_heartbeat_interval=max(0.5, cfg.session_timeout_s / 5),
         broker_commit_interval=cfg.commit_interval_s,
         Monitor=_lean_monitor(),
+        # Acks are held back on purpose (streamer/ackgate.py): a rebalance or a stop must not
+        # wait for them; the records not acked are processed again by the next owner.
+        stream_wait_empty=False,
     )
     app.processor = register(app, settings, dsp=dsp)
     return app

@@ -58,13 +58,15 @@ class Dsp:
     new_state: Callable[..., Any]    # (spec, device_id, unit, fs_in_hz, leads, t0_us, segment=)
     step: DspStep                    # (state, samples_mv (L, n), t0_us) -> (state, beats, rhythms)
     flush: Callable[[Any], tuple[Any, list[Window]]] | None = None   # end of segment
+    # device time of the oldest sample a window not yet emitted needs (None: nothing)
+    needed_from: Callable[[Any], int | None] | None = None
 
     @classmethod
     def default(cls) -> Dsp:
         from cardiostream import processing
 
         return cls(processing.new_device_state, processing.process_chunk,
-                   processing.flush_device)
+                   processing.flush_device, processing.needed_from_us)
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class Output:
     windows: list[Record] = field(default_factory=list)
     dead: list[Record] = field(default_factory=list)
     segments: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # key, value, part.
+    holds: list[tuple[str, int]] = field(default_factory=list)   # (device, chunk end µs)
 
 
 class Pipeline:
@@ -128,6 +131,22 @@ class Pipeline:
                                now_us, emit, out)
         return out
 
+    def resumable(self, device_id: str, end_us: int, lookback_us: int) -> bool:
+        """Would a successor resuming right after this device's chunk ending at ``end_us``,
+        re-reading ``lookback_us`` of signal before it, still produce every window of the
+        device not yet emitted? No while a chunk before that end waits in the sequencer
+        (it must be processed with emission on) or a pending window starts earlier than
+        the re-read (``Dsp.needed_from``)."""
+        dev = self.devices.get(device_id)
+        if dev is None:
+            return True                  # expired or restarted: nothing pending for it
+        if dev.seq is not None and any(c.t0_us < end_us for c in dev.seq.held.values()):
+            return False
+        if dev.dsp is None or self.dsp.needed_from is None:
+            return True
+        needed = self.dsp.needed_from(dev.dsp)
+        return needed is None or end_us - lookback_us <= needed
+
     def owns(self, device_id: str, partition: int) -> bool:
         """Whether ``device_id``'s records belong on ``partition`` (always, unchecked)."""
         return self.n_partitions is None or \
@@ -164,6 +183,7 @@ class Pipeline:
             dev = self.devices[chunk.device_id] = Device(partition=partition)
         dev.last_wall_s = time.monotonic()
         dev.seq, seq_out = sequencing.step(dev.seq, chunk, self.seq_cfg)
+        out.holds.append((chunk.device_id, chunk.end_us))
         where = f"{topic}[{partition}]@{offset}" + (f"#{member[0]}" if member else "")
         failure = self._safe_feed(chunk.device_id, dev, seq_out, out, emit, where)
         if failure is not None and emit:

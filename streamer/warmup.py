@@ -5,11 +5,13 @@ worker sees a record of a partition it did not own, it reads that partition
 back from ~``warmup_s`` before the record (``offsets_for_times`` on the record
 timestamps, capped at ``warmup_max_messages``) up to the record's offset with
 a plain, group-less aiokafka consumer, keeps per device only the chunks whose
-device time lies in the last ``warmup_s`` (+ slack) before the resume point, and feeds
+device time lies in the last ``warmup_s`` before the resume point, and feeds
 them through the pipeline with ``emit=False``. Faust then continues from the
 committed offset, which it only commits after the windows of every earlier
-record were flushed with acks=all. Result: at-least-once windows, warm DSP
-state, and a warm-up bounded by ``warmup_s`` of signal per device. When the
+record were flushed with acks=all, and only past records after which every window
+still pending started within ``warmup_s`` (``streamer.ackgate``). Result:
+at-least-once windows, warm DSP state, and a warm-up bounded by ``warmup_s`` of
+signal per device. When the
 agent's segments table knows where the device's segment started, the re-read
 begins on that segment's rhythm-window grid and keeps its id (``_select``).
 
@@ -38,14 +40,6 @@ _US = 1_000_000
 # Record timestamps are the producer's wall clock; allow for produce jitter and batching.
 TIMESTAMP_SLACK_S = 5.0
 READ_TIMEOUT_S = 30.0
-# Re-read beyond warmup_s: a rhythm window is sent only once the detector has decided every
-# beat up to its end plus a fixed delay (windowing margin 0.15 s + QRS look-ahead 0.17 s +
-# the detector's 0.17 s scan lag = 0.49 s; search-back beats committed later are left out,
-# they do not delay it), so a window that ended < 0.49 s before the committed offset may be
-# unsent and its successor must re-read its whole 10 s. 10.49 s would do; 2 s also gives the
-# detector 1.5 s more history, which halves the beats that differ from an uninterrupted
-# stream after a restart (0.30 % -> 0.15 %, bench/bench_warmup.py, docs/processor.md).
-RHYTHM_SLACK_S = 2.0
 Anchor = Callable[[str], "int | None"]     # device id -> its current segment start (µs)
 Unit = tuple[int, "bytes | None", bytes]   # (offset, key, one encoded chunk)
 
@@ -96,15 +90,16 @@ def _units(rec: Any) -> list[tuple[bytes | None, bytes]]:
 def _select(records: list[Any], warmup_s: float, anchor_of: Anchor,
             owns: Callable[[str], bool] = lambda device: True
             ) -> tuple[list[Unit], dict[str, int]]:
-    """Per device, the chunks within ``warmup_s + RHYTHM_SLACK_S`` of device time before
+    """Per device, the chunks within ``warmup_s`` of device time before
     its newest chunk (as ``(offset, key, value)`` units; bundles are split and members of
     devices this partition does not ``owns`` are left out, as they were refused), and
     ``device -> segment start`` hints for devices whose recorded segment began before that
     (the fresh DSP state then keeps the segment's id).
 
     Rhythm windows sit on the device-time hop grid (``cardiostream.windowing``), so a state
-    started anywhere cuts the same windows; the slack re-reads the windows that were still
-    waiting for their decision margin when the offset was committed.
+    started anywhere cuts the same windows; a window still waiting for its decision margin
+    at the commit starts within ``warmup_s`` of the resume point, because the worker holds
+    a record's ack until that holds (``streamer.ackgate``).
     """
     end_by_device: dict[str, int] = defaultdict(int)
     decoded = []
@@ -118,7 +113,7 @@ def _select(records: list[Any], warmup_s: float, anchor_of: Anchor,
                 continue
             end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
             decoded.append(((rec.offset, key, value), chunk))
-    horizon = round((warmup_s + RHYTHM_SLACK_S) * _US)
+    horizon = round(warmup_s * _US)
     kept = [(u, c) for u, c in decoded if c.end_us > end_by_device[c.device_id] - horizon]
     first_t0: dict[str, int] = {}
     for _, c in kept:
@@ -142,7 +137,7 @@ async def _read_range(settings: Settings, topic: str, partition: int, end_offset
     await consumer.start()
     try:
         consumer.assign([tp])
-        lookback_ms = round((cfg.warmup_s + RHYTHM_SLACK_S + TIMESTAMP_SLACK_S) * 1000)
+        lookback_ms = round((cfg.warmup_s + TIMESTAMP_SLACK_S) * 1000)
         found = (await consumer.offsets_for_times({tp: max(0, timestamp_ms - lookback_ms)}))[tp]
         first = (await consumer.beginning_offsets([tp]))[tp]
         start = max(first, end_offset - cfg.warmup_max_messages,

@@ -119,3 +119,31 @@ def test_segment_starts_are_produced_once_per_segment(harness):
     run(scenario())
     assert [(k, v) for kind, k, v in harness.sent if kind == "segments"] == \
         [(b"bed-1", str(T0).encode())]
+
+
+def test_acks_wait_until_a_restart_could_re_emit_the_pending_windows(harness):
+    """A record is acked (its offset may be committed) only once a successor re-reading
+    warmup_s (10 s) before it could still emit every window pending for its device."""
+    pending_from = {"bed-1": T0}            # a window of bed-1 still needs samples from T0
+    harness.proc.pipeline.dsp = Dsp(stub_new_state, stub_step,
+                                    needed_from=lambda st: pending_from[st["device_id"]])
+    events = []
+    on_record = harness.proc.on_record
+
+    async def spy(event):
+        events.append(event)
+        await on_record(event)
+
+    harness.proc.on_record = spy
+
+    async def scenario():
+        async with harness.agent.test_context() as ag:
+            for s in range(30):             # chunk s ends at T0 + (s + 1) * 0.5 s
+                await ag.put(encode_chunk(chunk(s)), key=b"bed-1")
+            assert [e.message.acked for e in events] == [True] * 20 + [False] * 10
+            pending_from["bed-1"] = T0 + 5_000_000       # the window was sent: 5 s later
+            for done in harness.proc.gate.release_all(harness.proc._resumable,
+                                                      time.monotonic()):
+                done.ack()
+            assert [e.message.acked for e in events] == [True] * 30
+    run(scenario())

@@ -130,7 +130,7 @@ def test_the_warm_up_splits_bundles_and_keeps_only_owned_devices():
     for offset, key, value in chosen:
         assert decode_chunk(value).device_id.encode() == key
         by_device.setdefault(key, []).append(offset)
-    assert by_device == {d.encode(): list(range(16, 40)) for d in mine}   # 12 s each
+    assert by_device == {d.encode(): list(range(20, 40)) for d in mine}   # 10 s each
 
 
 def test_a_gateway_bundle_waits_at_most_its_linger_and_closes_when_full():

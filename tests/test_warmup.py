@@ -1,4 +1,4 @@
-"""Warm-up selection: the last warmup_s (+ slack) of each device, and segment-id hints."""
+"""Warm-up selection: the last warmup_s of each device, and segment-id hints."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from cardiostream.qrs import DEFAULT_QRS, plan_for
 from cardiostream.schemas import SampleChunk, encode_chunk
-from cardiostream.signal import DEFAULT_SPEC
-from cardiostream.windowing import _geometry
-from streamer.warmup import RHYTHM_SLACK_S, _select
+from streamer.warmup import _select
 
 S = 1_700_000_000_000_000          # the device's segment started here (device µs)
 
@@ -29,9 +26,9 @@ def seqs(chosen, device: str = "a"):
     return [offset for offset, key, _ in chosen if key == device.encode()]
 
 
-def test_the_last_warmup_seconds_plus_the_rhythm_slack_are_kept():
+def test_the_last_warmup_seconds_are_kept():
     chosen, hints = _select(records("a", 0, 40), 10.0, lambda d: None)
-    assert seqs(chosen) == list(range(16, 40))          # 12 s = 24 chunks of 0.5 s
+    assert seqs(chosen) == list(range(20, 40))          # 10 s = 20 chunks of 0.5 s
     assert hints == {}
 
 
@@ -40,11 +37,4 @@ def test_a_recorded_segment_start_before_the_re_read_becomes_a_hint():
     starts = {"a": S, "b": S + 25 * 500_000, "c": S + 30 * 500_000}
     chosen, hints = _select(rec, 10.0, starts.get)
     assert hints == {"a": S, "b": S + 25 * 500_000}      # c's start is newer than its re-read
-    assert seqs(chosen, "b") == list(range(36, 60))
-
-
-def test_the_slack_covers_the_dsps_rhythm_decision_margin():
-    """Guard: if the DSP's margin grows past the slack, restarts would drop rhythm windows."""
-    lookahead = plan_for(DEFAULT_QRS, DEFAULT_SPEC.fs_hz).half
-    margin_s = _geometry(DEFAULT_SPEC, lookahead).margin / DEFAULT_SPEC.fs_hz
-    assert margin_s < RHYTHM_SLACK_S / 2
+    assert seqs(chosen, "b") == list(range(40, 60))
