@@ -120,8 +120,8 @@ def _notes(result: dict) -> str:
         "60 s, 10 s re-read): beat positions equal the uninterrupted stream's; window samples "
         f"differ by at most {_max_diff(result):.0e} mV (the ADC step is 5e-3 mV). Over all "
         "44 records (`nice python "
-        "bench/bench_warmup.py`, docs/processor.md) 0.30 % of the beats after a 10 s warm-up "
-        "and 0.15 % after the 12 s the worker re-reads differ from the uninterrupted stream.",
+        "bench/bench_warmup.py`, docs/processor.md) 0.30 % of the beats in the 20 s after a "
+        "10 s warm-up (the worker's re-read) differ from the uninterrupted stream.",
     ]
     return "\n".join(text) + "\n"
 
