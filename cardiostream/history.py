@@ -30,15 +30,16 @@ class ColumnHistory:
     def extend(self, n: int, keep: int, spare: int) -> np.ndarray:
         """Keep only the newest ``keep`` columns, append ``n`` and return those (rows, n)
         columns for the caller to fill.  ``spare`` extra columns are allocated when the
-        buffer must grow, so that many later columns fit before the next compaction."""
+        buffer is (re)allocated, so that many later columns fit before the next compaction."""
         buf = self.buf
         if buf is not None and self.end + n <= buf.shape[1]:     # the usual case: room left
             self.start = max(self.start, self.end - keep)
             self.end += n
             return buf[:, self.end - n:self.end]
         keep = min(keep, self.width)                  # full: move the kept tail to the front
-        if buf is None or keep + n + spare > buf.shape[1]:
-            self.buf = np.empty((self.rows, keep + n + spare), dtype=self.dtype)
+        size = keep + n + spare
+        if buf is None or not size <= buf.shape[1] <= size + spare:   # grow, or shrink once
+            self.buf = np.empty((self.rows, size), dtype=self.dtype)      # keep got smaller
         if keep:
             self.buf[:, :keep] = buf[:, self.end - keep:self.end]
         self.end = keep

@@ -139,12 +139,12 @@ def _time_us(ws: WindowState, k: int) -> int:
 def _append(ws: WindowState, filt: np.ndarray, raw: np.ndarray) -> None:
     """Add a chunk to the float32 histories (float64 → float32 rounds as a cast does)."""
     g, L, n = ws.geo, ws.n_leads, filt.shape[1]
-    block = ws.store.extend(n, g.keep, max(2 * n, g.keep // 2))
+    block = ws.store.extend(n, g.keep, max(2 * n, g.keep // 4))
     block[:L] = filt
     block[L:] = raw
     first = (-ws.n) % g.decim
     k = len(range(first, n, g.decim))
-    ws.rstore.extend(k, g.rkeep, max(2 * k, g.rkeep // 2))[...] = block[:, first::g.decim]
+    ws.rstore.extend(k, g.rkeep, max(2 * k, g.rkeep // 4))[...] = block[:, first::g.decim]
     ws.hist, ws.rhist = ws.store.view(), ws.rstore.view()
     ws.n += n
 
