@@ -229,8 +229,9 @@ def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
         stop = ws.rhist.shape[1] - (-((-ws.n) // g.decim) - end_d)
         both = ws.rhist[:, stop - g.win_d:stop]
         flags, sqi = lead_quality(both[L:], both[:L], ws.spec.rhythm_fs_hz)
-        beats = tuple(_time_us(ws, b.r) for b in ws.beat_times
-                      if start <= b.r < start + g.win and b.committed - ws.lookahead < ready)
+        t0, fs, end, late = ws.t0_us, ws.spec.fs_hz, start + g.win, ready + ws.lookahead
+        beats = tuple(t0 + round(b.r * _US / fs) for b in ws.beat_times   # _time_us, inline
+                      if start <= b.r < end and b.committed < late)
         out.append(RhythmWindow(
             device_id=ws.device_id, unit=ws.unit, spec_id=ws.spec_id, segment=ws.segment,
             window_index=ws.window_counter, start_time_us=_time_us(ws, start),
