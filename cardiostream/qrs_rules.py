@@ -111,6 +111,9 @@ def _accept(st: QRSState, p: _Plan, pick: tuple, committed: int, searchback: boo
         _push(lead, h, st.params.n_avg)
     st.last_peak, st.last_r, st.last_slope = peak, r, slope
     st.sb_best, st.sb_done = None, False
+    # computed once per beat: _searchback_due is asked a few times per chunk
+    st.sb_due = peak + round(st.params.searchback_rr * (sum(st.rr) / len(st.rr))) if st.rr \
+        else None
     return Beat(r=r, peak=peak, committed=committed, height=height, searchback=searchback)
 
 
@@ -122,9 +125,7 @@ def _pick(st: QRSState, p: _Plan, peak: int, height: float, slope: float) -> tup
 
 def _searchback_due(st: QRSState) -> int | None:
     """Sample at which search-back fires, or None (no beat yet / no RR / already tried)."""
-    if st.last_peak < 0 or not st.rr or st.sb_done:
-        return None
-    return st.last_peak + round(st.params.searchback_rr * (sum(st.rr) / len(st.rr)))
+    return None if st.sb_done else st.sb_due       # None until a beat with an RR (_accept)
 
 
 def _searchback(st: QRSState, p: _Plan, due: int) -> Beat | None:
