@@ -53,6 +53,8 @@ class RhythmTrainConfig:
     folds: int = 5
     records: tuple[str, ...] = NON_PACED
     af_head: bool = True         # AF gate (training.rhythm_af) over the rr_features columns
+    af_threshold: float | None = None   # gate P(AF) threshold; None: nested inner CV chooses
+    inner_folds: int = 4         # patient folds of that inner CV (over an outer fold's train)
 
 
 @dataclass
@@ -90,8 +92,9 @@ def target_index(codes: np.ndarray) -> np.ndarray:
     return np.array([lookup.get(str(c), 0) for c in codes], dtype=np.int64)
 
 
-def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> torch.nn.Module:
-    """The MLP (``fit_mlp``), wrapped in the AF gate when ``cfg.af_head``."""
+def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig,
+        threshold: float = 0.5) -> torch.nn.Module:
+    """The MLP (``fit_mlp``), wrapped in the AF gate (P(AF) > threshold) when ``cfg.af_head``."""
     mlp = fit_mlp(x, y, cfg)
     if not cfg.af_head:
         return mlp
@@ -102,7 +105,7 @@ def fit(x: np.ndarray, y: np.ndarray, cfg: RhythmTrainConfig) -> torch.nn.Module
                          f"got {x.shape[1]}")
     gated = AfGatedRhythmNet(mlp, [RHYTHM_FEATURES.index(n) for n in AF_HEAD_FEATURES],
                              list(AF_INDICES), len(RHYTHM_MODEL_CLASSES),
-                             exempt=list(VENTRICULAR_INDICES))
+                             exempt=list(VENTRICULAR_INDICES), threshold=threshold)
     return fit_af_head(gated, x, np.isin(y, AF_INDICES), cfg.seed)
 
 
@@ -165,17 +168,28 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
     arrays = load_arrays(paths)
     feats = {r: cached_features(paths[r][0], arrays[r]) for r in cfg.records}
     labels = {r: target_index(arrays[r]["rhythm_label"]) for r in cfg.records}
+    from training.rhythm_operating import exported_point, oof_evidence, outer_point
+
+    starts = {r: arrays[r]["rhythm_start_us"] / 1e6 for r in cfg.records}
     cv_pred: dict[str, np.ndarray] = {}
+    points, oof = [], []
     for fold in folds_of(cfg.records, labels, cfg.folds):
         train = [r for r in cfg.records if r not in fold]
+        point = outer_point(cfg, train, feats, labels, starts)
+        points.append(point | {"test_records": list(fold)})
         model = fit(np.concatenate([feats[r] for r in train]),
-                    np.concatenate([labels[r] for r in train]), cfg)
+                    np.concatenate([labels[r] for r in train]), cfg, point["threshold"])
         for r in fold:
             cv_pred[r] = decide(predict_windows(model, feats[r]), feats[r])
+            if cfg.af_head:
+                oof.append(oof_evidence(model, feats[r], labels[r], starts[r]))
     y = np.concatenate([labels[r] for r in cfg.records])
     p = np.concatenate([cv_pred[r] for r in cfg.records])
-    final = fit(np.concatenate(list(feats.values())), np.concatenate(list(labels.values())), cfg)
-    summary = {"windows": window_confusion(y, p)}
+    final_point = exported_point(cfg, oof)
+    final = fit(np.concatenate(list(feats.values())), np.concatenate(list(labels.values())), cfg,
+                final_point["threshold"])
+    summary = {"windows": window_confusion(y, p),
+               "af_operating_point": {"outer_folds": points, "exported": final_point}}
     if cv_dir is not None:
         from training.rhythm_cv import score_cv
 
@@ -220,7 +234,7 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
         "input": {"x": ["B", 1, round(spec.rhythm_window_s * spec.rhythm_fs_hz)],
                   "feats": ["B", len(RHYTHM_FEATURES)], "x_used": False},
         "training_records": dict(result.record_hashes), "config": asdict(cfg),
-        "af_gate": _af_gate_meta() if cfg.af_head else None,
+        "af_gate": _af_gate_meta(result) if cfg.af_head else None,
         "train_seconds": round(result.seconds, 1),
         "metrics": {"cv": result.cv_summary},
     }
@@ -228,12 +242,13 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
     return export_model(result.model, example, Path(folder) / "rhythm", meta)
 
 
-def _af_gate_meta() -> dict:
-    from training.rhythm_af import AF_HEAD_FEATURES, AF_THRESHOLD
+def _af_gate_meta(result: RhythmTrainResult) -> dict:
+    from training.rhythm_af import AF_HEAD_FEATURES
 
     return {"model": "logistic regression, P(AF) > threshold decides AF vs the rest "
                      "(VT and VFL exempt: the gate never rules out a ventricular rhythm)",
-            "features": list(AF_HEAD_FEATURES), "threshold": AF_THRESHOLD,
+            "features": list(AF_HEAD_FEATURES), "threshold": float(result.model.threshold),
+            "operating_point": result.cv_summary.get("af_operating_point", {}).get("exported"),
             "exempt": [RHYTHM_MODEL_CLASSES[i] for i in VENTRICULAR_INDICES]}
 
 
@@ -264,9 +279,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--af-head", action=argparse.BooleanOptionalAction,
                     default=RhythmTrainConfig.af_head, help="the logistic AF gate")
+    ap.add_argument("--af-threshold", type=float, default=None,
+                    help="fixed gate threshold (default: chosen by nested inner CV)")
     args = ap.parse_args(argv)
     settings = load_settings()
-    result = train_rhythm(RhythmTrainConfig(seed=args.seed, af_head=args.af_head),
+    result = train_rhythm(RhythmTrainConfig(seed=args.seed, af_head=args.af_head,
+                                            af_threshold=args.af_threshold),
                           settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
                           cv_dir=args.out / "cv")
     save_candidate(result, args.out)
