@@ -176,17 +176,23 @@ def serve_null_dsp(argv: list[str]) -> None:
     worker(app, args.loglevel).execute_from_commandline()
 
 
+def isolated_settings(base: Settings, tag: str) -> tuple[Settings, str]:
+    """``base`` with fresh topics and consumer group (``name.TAG.SUFFIX``), and the suffix:
+    a run never reads another run's records or committed offsets."""
+    suffix = uuid.uuid4().hex[:8]
+    names = {f: f"{v}.{tag}.{suffix}" for f, v in base.topics.model_dump().items()
+             if isinstance(v, str)}
+    return base.model_copy(update={
+        "topics": base.topics.model_copy(update=names),
+        "processor": base.processor.model_copy(update={"app_id": f"{tag}-{suffix}"})}), suffix
+
+
 def through_broker(base: Settings, devices: int, seconds: float, chunk_s: float,
                    timeout_s: float, null_dsp: bool = False, bundle: int = 0) -> dict:
     from cardiostream.infra import kafka, topics
     from streamer.harness import WorkerProcess
 
-    suffix = uuid.uuid4().hex[:8]
-    names = {f: f"{v}.bench.{suffix}" for f, v in base.topics.model_dump().items()
-             if isinstance(v, str)}
-    settings = base.model_copy(update={
-        "topics": base.topics.model_copy(update=names),
-        "processor": base.processor.model_copy(update={"app_id": f"bench-{suffix}"})})
+    settings, suffix = isolated_settings(base, "bench")
     topics.ensure(settings)
     try:
         t = time.perf_counter()

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,19 +54,15 @@ def _delta(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> list:
 
 
 def run(devices: int, seconds: float, gateway_bundle: int, settle_s: float) -> dict:
+    from bench_processor import isolated_settings  # bench/ is the script's path
+
     from cardiostream.infra import kafka, topics
     from cardiostream.records import NON_PACED
     from cardiostream.settings import load_settings
     from streamer.harness import WorkerProcess, wait_assigned
     from streamer.simulator import Simulator, assign_devices
 
-    base = load_settings()
-    suffix = uuid.uuid4().hex[:8]
-    names = {f: f"{v}.rt.{suffix}" for f, v in base.topics.model_dump().items()
-             if isinstance(v, str)}
-    settings = base.model_copy(update={
-        "topics": base.topics.model_copy(update=names),
-        "processor": base.processor.model_copy(update={"app_id": f"rt-{suffix}"})})
+    settings, suffix = isolated_settings(load_settings(), "rt")
     topics.ensure(settings)
     log = Path(tempfile.gettempdir()) / f"bench-processor-rt-{suffix}.log"
     worker = WorkerProcess(settings, log, loglevel="warning").start()
