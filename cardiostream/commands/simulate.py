@@ -40,10 +40,10 @@ def simulate(
     bootstrap_servers: Annotated[str | None, Opt(help="host:port[,host:port].")] = None,
     compression: Annotated[str, Opt(help="auto|none|gzip|lz4|zstd|snappy.")] = "auto",
     linger_ms: Annotated[int, Opt(min=0, help="Producer batching delay.")] = 50,
-    gateway_bundle: Annotated[int, Opt(min=0, help="Act as a telemetry gateway: send each "
-                                       "tick's chunks as one record per partition of at most "
-                                       "N chunks (0: one record per chunk, keyed by "
-                                       "device).")] = 0,
+    gateway_bundle: Annotated[int, Opt(min=0, help="Act as a telemetry gateway: send the "
+                                       "chunks as one record per partition of at most N "
+                                       "chunks, after at most the linger (0: one record per "
+                                       "chunk, keyed by device).")] = 0,
     gateway_linger_ms: Annotated[float, Opt(min=0.0, help="With --gateway-bundle: how long "
                                             "a chunk may wait for its bundle to fill.")] = 100.0,
     seed: Annotated[int, Opt(help="Seed of every fault generator.")] = 0,
