@@ -17,7 +17,9 @@ worker's RhythmResult say) and as the alarm layer would call them (the
 AF evidence (``training.rhythm_af``): with ``af_head`` (the default) a logistic AF
 gate over the irregularity and ``cardiostream.rr_features`` P-wave/dominant-beat
 columns of ``features.RHYTHM_FEATURES`` decides AF; ``--no-af-head`` gives the plain
-MLP of rhythm features v1's design.
+MLP of rhythm features v1's design. The gate's threshold is chosen per outer fold by
+an inner patient-level CV over that fold's training records only
+(``training.rhythm_operating``, docs/rhythm_af.md); ``--af-threshold`` fixes it.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ AF_HEAD_FEATURES: tuple[str, ...] = (
     "iqr_over_median", "clean_cv", "clean_rmssd_over_mean", "irregular_dRR_frac",
     *DOMINANT_RR_FEATURES,
 )
-AF_THRESHOLD = 0.5      # P(AF) of the gate; fixed a priori, not tuned
+AF_THRESHOLD = 0.5      # the gate's default P(AF); training picks one by nested CV
 
 
 class AfGatedRhythmNet(nn.Module):
