@@ -7,10 +7,10 @@ time (as devices, or behind gateways with ``--gateway-bundle``) while one
 second it reads the worker's samples counter, consumer lag, CPU time and the
 processor-latency histogram (device time of a window's newest sample -> produced).
 Verdict: sustained when, after the first ``--settle-s``, the worker processed at
-least 99 % of the samples sent and its lag did not grow (last third vs. first
-third of the measured span).
+least 99 % of the samples sent and its lag did not grow (the largest lag of the last
+third of the measured span within 10 % + 8 records of the first third's).
 
-    nice python bench/bench_processor_realtime.py --devices 2000 --gateway-bundle 64
+    nice python bench/bench_processor_realtime.py --devices 1200,1400,1700,2000
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ def _summary(series, final, stats, devices, seconds, gateway_bundle, settle_s, l
     done = b["samples_done"] - a["samples_done"]
     cpu = b["cpu_s"] - a["cpu_s"]
     lat = _delta(a["latency"], b["latency"])
-    kept_up = done >= 0.99 * sent and lag_last <= max(lag_first, 2 * devices / 64 + 8)
+    # a standing backlog is not falling behind; a growing one is (10 % + a few records)
+    kept_up = done >= 0.99 * sent and lag_last <= 1.1 * lag_first + 8
     return {
         "devices": devices, "seconds": seconds, "gateway_bundle": gateway_bundle,
         "settle_s": settle_s, "span_s": b["t"] - a["t"],
@@ -126,16 +127,22 @@ def _summary(series, final, stats, devices, seconds, gateway_bundle, settle_s, l
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=2000)
+    ap.add_argument("--devices", default="2000", help="comma list: one run per level")
     ap.add_argument("--seconds", type=float, default=90.0)
     ap.add_argument("--settle-s", type=float, default=20.0)
     ap.add_argument("--gateway-bundle", type=int, default=64)
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "bench" /
                     "processor_realtime.json")
     args = ap.parse_args(argv)
-    result = run(args.devices, args.seconds, args.gateway_bundle, args.settle_s)
-    result["command"] = "nice python bench/bench_processor_realtime.py " + " ".join(sys.argv[1:])
-    print(json.dumps({k: v for k, v in result.items() if k != "series"}, indent=2))
+    result = {"command": "nice python bench/bench_processor_realtime.py " +
+              " ".join(sys.argv[1:]), "runs": []}
+    for devices in (int(d) for d in args.devices.split(",")):
+        one = run(devices, args.seconds, args.gateway_bundle, args.settle_s)
+        print(json.dumps({k: v for k, v in one.items() if k != "series"}, indent=2))
+        result["runs"].append(one)
+    sustained = [r["devices"] for r in result["runs"] if r["sustained"]]
+    result["largest_sustained"] = max(sustained, default=0)
+    print(f"largest level sustained: {result['largest_sustained']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
