@@ -31,7 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cardiostream.schemas import SchemaError, decode_chunk, is_bundle, split_bundle
+from cardiostream.schemas import (
+    SampleChunk,
+    SchemaError,
+    decode_chunk,
+    is_bundle,
+    split_bundle,
+)
 from cardiostream.settings import Settings
 from streamer.pipeline import Pipeline
 
@@ -69,21 +75,26 @@ def aiokafka_kwargs(settings: Settings) -> dict[str, Any]:
     return kw
 
 
-def _units(rec: Any) -> list[tuple[bytes | None, bytes]]:
-    """A record as (key, chunk bytes) units: itself, or each member of a bundle keyed by
-    its device (so the pipeline's single-chunk path, key check included, takes it)."""
+def _units(rec: Any) -> list[tuple[bytes | None, bytes, SampleChunk]]:
+    """A record's valid chunks as (key, chunk bytes, decoded chunk): itself, or each member
+    of a bundle keyed by its device (so the pipeline's single-chunk path, key check
+    included, takes it). What does not decode was refused (and dead-lettered) when it was
+    first processed."""
     if not is_bundle(rec.value):
-        return [(rec.key, rec.value)]
-    try:
-        members = split_bundle(rec.value)
-    except SchemaError:
-        return []            # refused (and dead-lettered) when it was first processed
-    units = []
-    for member in members:
+        members, keys = [rec.value], [rec.key]
+    else:
         try:
-            units.append((decode_chunk(member).device_id.encode(), member))
+            members = split_bundle(rec.value)
+        except SchemaError:
+            return []
+        keys = [None] * len(members)
+    units = []
+    for key, member in zip(keys, members, strict=True):
+        try:
+            chunk = decode_chunk(member)
         except SchemaError:
             continue
+        units.append((key if key is not None else chunk.device_id.encode(), member, chunk))
     return units
 
 
@@ -104,11 +115,7 @@ def _select(records: list[Any], warmup_s: float, anchor_of: Anchor,
     end_by_device: dict[str, int] = defaultdict(int)
     decoded = []
     for rec in records:
-        for key, value in _units(rec):
-            try:
-                chunk = decode_chunk(value)
-            except SchemaError:
-                continue          # refused (and dead-lettered) when it was first processed
+        for key, value, chunk in _units(rec):
             if not owns(chunk.device_id):
                 continue
             end_by_device[chunk.device_id] = max(end_by_device[chunk.device_id], chunk.end_us)
