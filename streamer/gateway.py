@@ -36,7 +36,6 @@ class GatewayBundler:
         self.linger_s = linger_s
         self.opened_at: float | None = None       # caller's clock when the oldest chunk came
         self._pending: dict[int, list[bytes]] = {}
-        self._partition_of: dict[str, int] = {}
 
     def due(self, now: float) -> bool:
         """Whether the oldest pending chunk has waited ``linger_s``."""
@@ -46,18 +45,11 @@ class GatewayBundler:
         """When ``due`` turns true (None: nothing pending)."""
         return None if self.opened_at is None else self.opened_at + self.linger_s
 
-    def partition(self, device_id: str) -> int:
-        part = self._partition_of.get(device_id)
-        if part is None:
-            part = self._partition_of[device_id] = partition_for(device_id.encode(),
-                                                                 self.n_partitions)
-        return part
-
     def add(self, device_id: str, payload: bytes, now: float = 0.0) -> Bundle | None:
         """Queue one encoded chunk; returns a full bundle to send, if this filled one."""
         if self.opened_at is None:
             self.opened_at = now
-        part = self.partition(device_id)
+        part = partition_for(device_id.encode(), self.n_partitions)
         members = self._pending.setdefault(part, [])
         members.append(payload)
         if len(members) < self.max_members:

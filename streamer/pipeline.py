@@ -96,7 +96,6 @@ class Pipeline:
         # Partition count of the samples topic, to check where bundle members belong;
         # None (in-process use): members are not checked.
         self.n_partitions = n_partitions
-        self._partition_of: dict[str, int] = {}    # murmur2 in Python costs ~8 µs a call
         self.seq_cfg = seq_cfg
         self.dead = dead
         self.dsp = dsp or Dsp.default()
@@ -150,16 +149,8 @@ class Pipeline:
 
     def owns(self, device_id: str, partition: int) -> bool:
         """Whether ``device_id``'s records belong on ``partition`` (always, unchecked)."""
-        return self.n_partitions is None or self._home(device_id) == partition
-
-    def _home(self, device_id: str) -> int:
-        home = self._partition_of.get(device_id)
-        if home is None:
-            if len(self._partition_of) > 100_000:      # bound it; ids come from the wire
-                self._partition_of.clear()
-            home = self._partition_of[device_id] = partition_for(device_id.encode(),
-                                                                 self.n_partitions or 1)
-        return home
+        return self.n_partitions is None or \
+            partition_for(device_id.encode(), self.n_partitions) == partition
 
     def _decode(self, key: bytes | None, value: bytes | None, member: tuple[int, int] | None,
                 partition: int, now_us: int | None) -> SampleChunk:
@@ -174,7 +165,8 @@ class Pipeline:
         if not self.owns(chunk.device_id, partition):
             raise SchemaError("wrong_partition", f"bundle member {index + 1}/{count}: device "
                               f"{chunk.device_id!r} belongs on partition "
-                              f"{self._home(chunk.device_id)} of {self.n_partitions}, "
+                              f"{partition_for(chunk.device_id.encode(), self.n_partitions or 1)}"
+                              f" of {self.n_partitions}, "
                               f"not {partition}")
         return chunk
 
