@@ -35,7 +35,13 @@ from cardiostream.records import Record
 from cardiostream.resample import ResamplerState, latency_s, new_resampler, resample_step
 from cardiostream.schemas import BeatWindow, RhythmWindow
 from cardiostream.signal import SignalSpec
-from cardiostream.windowing import WindowState, new_window_state, window_flush, window_step
+from cardiostream.windowing import (
+    WindowState,
+    new_window_state,
+    pending_from_us,
+    window_flush,
+    window_step,
+)
 
 _US = 1_000_000
 Windows = tuple[list[BeatWindow], list[RhythmWindow]]
@@ -198,15 +204,8 @@ def process_record(record: Record, spec: SignalSpec, chunk_s: float = 0.5,
 
 
 def needed_from_us(state: DeviceState) -> int | None:
-    """Device time of the oldest sample a window not yet emitted still needs: the start of
-    the next rhythm window, or of the earliest beat window still waiting for its next beat
-    (None: no chunk yet). A worker that restarts must re-read the signal from there to
-    emit them (streamer/ackgate.py holds the Kafka commit until that re-read fits the
-    warm-up); the time rule is this module's (sample k at t0_us + round(k * 1e6 / fs))."""
-    ws = state.win
-    if ws is None or ws.geo is None:
-        return None
-    first = ws.rhythm_phase + ws.next_rhythm * ws.geo.hop
-    if ws.pending:
-        first = min(first, ws.pending[0].beat.r - ws.geo.pre)
-    return ws.t0_us + round(first * _US / ws.spec.fs_hz)
+    """Device time of the oldest sample a window not yet emitted still needs
+    (``windowing.pending_from_us``; None: no chunk yet). A worker that restarts must
+    re-read the signal from there to emit them (streamer/ackgate.py holds the Kafka commit
+    until that re-read fits the warm-up)."""
+    return None if state.win is None else pending_from_us(state.win)

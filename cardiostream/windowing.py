@@ -264,3 +264,13 @@ def window_flush(ws: WindowState) -> tuple[WindowState, list[BeatWindow]]:
         ws.pending.clear()
         return ws, []
     return ws, _ready_beats(ws, flush=True)
+
+
+def pending_from_us(ws: WindowState) -> int:
+    """Device time of the oldest sample a window not yet emitted still needs: the start of
+    the next rhythm window, or of the earliest beat window still waiting for its next beat
+    (``pending`` is in beat order)."""
+    first = ws.rhythm_phase + ws.next_rhythm * ws.geo.hop
+    if ws.pending:
+        first = min(first, ws.pending[0].beat.r - ws.geo.pre)
+    return _time_us(ws, first)
