@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiostream.records import NON_PACED
-from cardiostream.schemas import decode_chunk, encode_bundle, encode_chunk, encode_window
+from cardiostream.schemas import decode_chunk, encode_chunk, encode_window
 from cardiostream.settings import Settings, load_settings
 from cardiostream.signal import DEFAULT_SPEC
 from streamer.simulator import RecordCache, iter_chunks
@@ -123,35 +123,28 @@ def warmup_fidelity(settings: Settings, names: tuple[str, ...] = ("100", "119", 
 def preproduce(settings: Settings, devices: int, seconds: float, chunk_s: float,
                bundle: int = 0) -> int:
     """Produce every chunk; returns the number of chunks. ``bundle`` > 0: as a gateway
-    would, the chunks of one tick are sent as bundles of at most ``bundle`` chunks, one
-    record per partition (``cardiostream.schemas.encode_bundle``)."""
+    would (``streamer.gateway.GatewayBundler``), the chunks of one tick are sent as
+    bundles of at most ``bundle`` chunks, one record per partition."""
     from kafka import KafkaProducer
 
-    from cardiostream.kafka_config import partition_for, producer_kwargs
+    from cardiostream.kafka_config import producer_kwargs
+    from streamer.gateway import GatewayBundler
+    from streamer.simulator import GATEWAY_KEY
 
     producer = KafkaProducer(**producer_kwargs(settings.kafka, linger_ms=50))
     per_dev = device_chunks(settings, devices, seconds, chunk_s, time.time_ns() // 1000)
-    n_parts = settings.topics.partitions
-    part_of = [partition_for(dev[0].device_id.encode(), n_parts) for dev in per_dev]
+    gateway = GatewayBundler(bundle, settings.topics.partitions) if bundle else None
     n = 0
     for k in range(max(len(d) for d in per_dev)):
-        tick: dict[int, list[bytes]] = {}
-        for dev, part in zip(per_dev, part_of, strict=True):
-            if k >= len(dev):
-                continue
-            n += 1
-            if not bundle:
-                producer.send(settings.topics.samples, key=dev[k].device_id.encode(),
-                              value=encode_chunk(dev[k]))
-                continue
-            members = tick.setdefault(part, [])
-            members.append(encode_chunk(dev[k]))
-            if len(members) == bundle:
-                producer.send(settings.topics.samples, key=b"gateway", partition=part,
-                              value=encode_bundle(tick.pop(part)))
-        for part, members in tick.items():
-            producer.send(settings.topics.samples, key=b"gateway", partition=part,
-                          value=encode_bundle(members))
+        tick = [dev[k] for dev in per_dev if k < len(dev)]
+        n += len(tick)
+        if gateway is None:
+            for chunk in tick:
+                producer.send(settings.topics.samples, key=chunk.device_id.encode(),
+                              value=encode_chunk(chunk))
+            continue
+        for part, value, _ in gateway.pack([(c.device_id, encode_chunk(c)) for c in tick]):
+            producer.send(settings.topics.samples, key=GATEWAY_KEY, partition=part, value=value)
     producer.flush()
     producer.close()
     return n

@@ -4,8 +4,8 @@ Hospital telemetry reaches the network through gateways (central stations,
 telemetry receivers) that each relay dozens of bedside devices. Sending every
 0.5 s chunk as its own Kafka record makes the stream processor pay its per-record
 framework cost (~220 µs in Faust, more than a chunk's DSP) once per chunk; a gateway
-that groups the chunks due in one tick by the partition each device hashes to pays
-it once per bundle (docs/processor.md, "Chunk bundles"). The device -> partition map
+that groups the chunks due within its linger by the partition each device hashes to
+pays it once per bundle (docs/processor.md, "Chunk bundles"). The device -> partition map
 is Kafka's default partitioner on the device id, so a device lands on the same
 partition, and worker, whether it sends alone or through any gateway.
 """
@@ -58,6 +58,12 @@ class GatewayBundler:
         if not self._pending:
             self.opened_at = None
         return part, encode_bundle(members), len(members)
+
+    def pack(self, chunks: list[tuple[str, bytes]]) -> list[Bundle]:
+        """One tick's ``(device id, encoded chunk)`` as bundles, nothing left pending: for
+        callers that send whole ticks at once instead of lingering."""
+        full = [b for device, payload in chunks for b in [self.add(device, payload)] if b]
+        return full + self.drain()
 
     def drain(self) -> list[Bundle]:
         """Every partly filled bundle (the tick is over: nothing waits for the next one)."""

@@ -146,3 +146,15 @@ def test_a_gateway_bundle_waits_at_most_its_linger_and_closes_when_full():
     assert g.due_at() is None                              # nothing left waiting
     g.add(devices_on(5, 1)[0], b"d", now=2.0)
     assert g.drain() == [(5, encode_bundle([b"d"]), 1)] and g.due_at() is None
+
+
+def test_pack_sends_a_whole_tick_full_bundles_first_and_leaves_nothing_pending():
+    from streamer.gateway import GatewayBundler
+
+    mine, other = devices_on(3, 3), devices_on(5, 1)[0]
+    g = GatewayBundler(max_members=2, n_partitions=PARTS)
+    tick = [(d, d.encode()) for d in [*mine, other]]
+    assert g.pack(tick) == [(3, encode_bundle([mine[0].encode(), mine[1].encode()]), 2),
+                            (3, encode_bundle([mine[2].encode()]), 1),
+                            (5, encode_bundle([other.encode()]), 1)]
+    assert g.due_at() is None

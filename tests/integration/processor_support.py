@@ -151,11 +151,11 @@ class Streamer(threading.Thread):
                 send_chunk(producer, self.settings, chunk)
             return
         from streamer.gateway import GatewayBundler
+        from streamer.simulator import GATEWAY_KEY
 
         bundler = GatewayBundler(self.gateway, self.settings.topics.partitions)
-        bundles = [b for c in tick for b in [bundler.add(c.device_id, encode_chunk(c))] if b]
-        for partition, value, _ in bundles + bundler.drain():
-            producer.send(self.settings.topics.samples, key=b"gateway", value=value,
+        for partition, value, _ in bundler.pack([(c.device_id, encode_chunk(c)) for c in tick]):
+            producer.send(self.settings.topics.samples, key=GATEWAY_KEY, value=value,
                           partition=partition)
 
 
