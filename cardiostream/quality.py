@@ -98,18 +98,23 @@ def lead_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray, fs_hz: float,
     hf = _hf_ratio(c, fs_hz).tolist() if spectral else [0.0] * n_leads
     flags, values = [], []
     for i in range(n_leads):
-        kurt = m4[i] / (m2[i] * m2[i]) if m2[i] > 0 else 0.0
-        if ptp[i] < FLAT_PTP_MV or m2[i] < FLAT_STD_MV ** 2:
-            flags.append("flat"), values.append(0.0)
-        elif n_sat[i] > SAT_FRACTION * n:
-            flags.append("saturated"), values.append(0.0)
-        else:
-            noisy = kurt < NOISY_KURTOSIS or hf[i] > NOISY_HF
-            flags.append("noisy" if noisy else "good")
-            values.append(round(min(_ramp(kurt, 3.0, CLEAN_KURTOSIS),
-                                    _ramp(NOISY_HF + 0.05 - hf[i], 0.0,
-                                          NOISY_HF + 0.05 - CLEAN_HF)), 4))
+        flag, kurt = _flag(ptp[i], m2[i], m4[i], n_sat[i], n, hf[i])
+        flags.append(flag)
+        values.append(0.0 if flag in ("flat", "saturated") else
+                      round(min(_ramp(kurt, 3.0, CLEAN_KURTOSIS),
+                                _ramp(NOISY_HF + 0.05 - hf[i], 0.0,
+                                      NOISY_HF + 0.05 - CLEAN_HF)), 4))
     return tuple(flags), tuple(values)
+
+
+def _flag(ptp: float, m2: float, m4: float, n_sat: int, n: int, hf: float) -> tuple[str, float]:
+    """One lead's flag from its statistics (``_stats``), and its kurtosis."""
+    kurt = m4 / (m2 * m2) if m2 > 0 else 0.0
+    if ptp < FLAT_PTP_MV or m2 < FLAT_STD_MV ** 2:
+        return "flat", kurt
+    if n_sat > SAT_FRACTION * n:
+        return "saturated", kurt
+    return ("noisy" if kurt < NOISY_KURTOSIS or hf > NOISY_HF else "good"), kurt
 
 
 def beat_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray) -> str:
@@ -123,15 +128,10 @@ def beat_quality(raw_mv: np.ndarray, filtered_mv: np.ndarray) -> str:
     _, ptp, m2, m4, n_sat = _stats(raw, filt)
     flags = []
     for i in range(n_leads):
-        kurt = m4[i] / (m2[i] * m2[i]) if m2[i] > 0 else 0.0
-        if ptp[i] < FLAT_PTP_MV or m2[i] < FLAT_STD_MV ** 2:
-            flags.append("flat")
-        elif n_sat[i] > SAT_FRACTION * n:
-            flags.append("saturated")
-        elif kurt < NOISY_KURTOSIS:
-            flags.append("noisy")
-        else:
+        flag, _ = _flag(ptp[i], m2[i], m4[i], n_sat[i], n, 0.0)    # no spectral test
+        if flag == "good":
             return "good"
+        flags.append(flag)
     return best_quality(tuple(flags))
 
 
