@@ -123,7 +123,7 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
         raise ValueError("chunk holds NaN or infinite samples")
     if state.t0_us is None:
         state.t0_us = int(t0_us)
-    win = state.win if state.win is not None else _windows_state(state)
+    win = _windows_state(state)
     state.samples_in += x.shape[1]
     state.resampler, raw = resample_step(state.resampler, x)
     state.filt, filt = filter_step(state.filt, raw)
@@ -131,7 +131,7 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
     state.last_detections = beats
     state.win, beat_windows, rhythm_windows = window_step(win, filt, raw, beats,
                                                           state.qrs.scan_from)
-    state.beat_counter, state.window_counter = win.beat_counter, win.window_counter
+    _sync_counters(state)
     return state, beat_windows, rhythm_windows
 
 
