@@ -92,12 +92,8 @@ def inner_threshold(records: Sequence[str], feats: dict[str, np.ndarray],
         train = [r for r in records if r not in fold]
         model = fit(np.concatenate([feats[r] for r in train]),
                     np.concatenate([labels[r] for r in train]))
-        for r in fold:
-            keep = starts_s[r] >= SKIP_S
-            p, open_af = af_evidence(model, feats[r][keep])
-            pooled.append((p, open_af, np.isin(labels[r][keep], AF_INDICES)))
-    p, open_af, is_af = (np.concatenate(c) for c in zip(*pooled, strict=True))
-    return pick(p, open_af, is_af)
+        pooled += [oof_evidence(model, feats[r], labels[r], starts_s[r]) for r in fold]
+    return pick(*(np.concatenate(c) for c in zip(*pooled, strict=True)))
 
 
 def outer_point(cfg: RhythmTrainConfig, train: list[str], feats: dict, labels: dict,
@@ -113,6 +109,7 @@ def outer_point(cfg: RhythmTrainConfig, train: list[str], feats: dict, labels: d
 
 def oof_evidence(model: torch.nn.Module, feats: np.ndarray, labels: np.ndarray,
                  starts_s: np.ndarray) -> tuple[np.ndarray, ...]:
+    """One held-out record's (P(AF), gate-open, is-AF) for windows scored from 5:00."""
     keep = starts_s >= SKIP_S
     return (*af_evidence(model, feats[keep]), np.isin(labels[keep], AF_INDICES))
 
