@@ -7,7 +7,9 @@ Pure numpy; ``load_model`` imports torch lazily (only the worker and the
 evaluator call it).
 
 Beat inputs
-    x  (B, L, span) float32: filtered mV of ``leads`` minus the window median,
+    x  (B, 2L, span) float32: filtered mV of ``leads``, then the same leads minus
+       the patient's running template (``cardiostream.beat_template``: what is
+       unusual about this beat for this patient), each row minus its median and
        clipped to +-CLIP_MV (a saturated lead must not dominate a batch).
     rr (B, F) float32: RR timing relative to the patient's own rhythm. de Chazal
        2004 and Llamedo & Martinez 2011 show that RR normalised by the patient's
@@ -41,7 +43,7 @@ from cardiostream.schemas import BeatWindow, RhythmWindow
 # Input-preparation version per model kind, written by training/export.py into
 # metadata.json and checked by load_model: changing one kind's inputs must not
 # invalidate the other kind's shipped model.
-BEAT_FEATURES_VERSION = 1
+BEAT_FEATURES_VERSION = 2     # 2: + the beat minus the patient's template (beat_template)
 RHYTHM_FEATURES_VERSION = 2   # 2: + rr_features.DOMINANT_RR_FEATURES (the AF gate's)
 FEATURES_VERSIONS: dict[str, int] = {"beat": BEAT_FEATURES_VERSION,
                                      "rhythm": RHYTHM_FEATURES_VERSION}
@@ -99,15 +101,26 @@ def normalise_samples(samples: np.ndarray) -> np.ndarray:
     return np.clip(s, -CLIP_MV, CLIP_MV).astype(np.float32)
 
 
+def beat_channels(samples: np.ndarray, templates: np.ndarray) -> np.ndarray:
+    """(B, L, span) beats and their templates (mV) -> the model's (B, 2L, span) float32:
+    the beats, then beat minus template, each ``normalise_samples``-ed."""
+    samples = np.asarray(samples, dtype=np.float32)
+    return np.concatenate([normalise_samples(samples),
+                           normalise_samples(samples - np.asarray(templates, np.float32))],
+                          axis=1)
+
+
 def beat_inputs(windows: Sequence[BeatWindow], leads: Sequence[int] = (0,)
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Beat windows -> (x (B, L, span) float32, rr (B, F) float32)."""
+    """Beat windows -> (x (B, 2L, span) float32, rr (B, F) float32)."""
     if not windows:
         raise ValueError("beat_inputs needs at least one window")
-    x = np.stack([w.samples[list(leads)] for w in windows])          # (B, L, span)
+    rows = list(leads)
+    x = np.stack([w.samples[rows] for w in windows])                  # (B, L, span)
+    t = np.stack([w.template[rows] for w in windows])                 # (B, L, span)
     rr = beat_rr_features(*(np.array([getattr(w, k) for w in windows], dtype=np.float64)
                             for k in ("rr_prev_s", "rr_next_s", "rr_local_s", "rr_long_s")))
-    return normalise_samples(x), rr
+    return beat_channels(x, t), rr
 
 
 # --------------------------------------------------------------------------- rhythm

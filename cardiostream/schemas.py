@@ -9,7 +9,8 @@ Kafka key = device id (UTF-8) on every topic. Four message families:
   instead send a *chunk bundle*: several devices' encoded chunks in one record,
   sent to the partition all of them hash to (``encode_bundle``).
 * ``BeatWindow`` / ``RhythmWindow``  processor → windows topic. A small JSON
-  header followed by a float32 payload.
+  header followed by a float32 payload (a beat window: its samples, then the
+  patient's template of the same shape; ``WINDOW_VERSION`` 2 added the template).
 * ``BeatResult`` / ``RhythmResult``  inference → results topic (JSON audit trail).
 * ``Alarm``  inference → Redis (JSON), ``DeadLetter`` → dead-letter topic (JSON).
 
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
+WINDOW_VERSION = 2    # windows topic only; 2: beat windows carry the patient's template
 MAX_LEADS = 12
 MAX_CHUNK_SAMPLES = 10_000
 SUPPORTED_FS_HZ = (128.0, 250.0, 256.0, 360.0, 500.0, 1000.0)
@@ -324,7 +326,8 @@ class BeatWindow:
     rr_long_s: float
     quality: str                 # "good" | "noisy" | "flat" | "saturated"
     samples: np.ndarray = field(repr=False)   # (n_leads, span) float32 mV
-    v: int = SCHEMA_VERSION
+    template: np.ndarray = field(repr=False)  # (n_leads, span) float32 mV (beat_template)
+    v: int = WINDOW_VERSION
     kind: str = "beat"
 
 
@@ -345,7 +348,7 @@ class RhythmWindow:
     quality: tuple[str, ...]      # one per lead
     sqi: tuple[float, ...]        # one per lead, 0 (unusable) .. 1 (clean)
     samples: np.ndarray = field(repr=False)   # (n_leads, n) float32 mV
-    v: int = SCHEMA_VERSION
+    v: int = WINDOW_VERSION
     kind: str = "rhythm"
 
 
@@ -354,9 +357,12 @@ _WINDOW_TYPES: dict[str, type] = {"beat": BeatWindow, "rhythm": RhythmWindow}
 _WINDOW_HEAD = struct.Struct("<2sBI")  # magic, version, header length
 
 
+_ARRAYS: dict[str, tuple[str, ...]] = {"beat": ("samples", "template"), "rhythm": ("samples",)}
+
+
 @lru_cache(maxsize=8)
 def _header_fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.name != "samples")
+    return tuple(f.name for f in fields(cls) if f.name not in ("samples", "template"))
 
 
 def encode_window(win: Window) -> bytes:
@@ -365,7 +371,11 @@ def encode_window(win: Window) -> bytes:
     header = {k: getattr(win, k) for k in _header_fields(type(win))}
     header["shape"] = list(win.samples.shape)
     hbytes = json.dumps(header, separators=(",", ":")).encode()
-    payload = np.ascontiguousarray(win.samples, dtype="<f4").tobytes()
+    arrays = [getattr(win, name) for name in _ARRAYS[win.kind]]
+    if any(a.shape != win.samples.shape for a in arrays):
+        raise ValueError(f"{win.kind} window arrays must share the samples' shape "
+                         f"{win.samples.shape}, got {[a.shape for a in arrays]}")
+    payload = b"".join(np.ascontiguousarray(a, dtype="<f4").tobytes() for a in arrays)
     return _WINDOW_HEAD.pack(_WINDOW_MAGIC, win.v, len(hbytes)) + hbytes + payload
 
 
@@ -374,23 +384,27 @@ def decode_window(buf: bytes) -> Window:
     _require(len(buf) >= _WINDOW_HEAD.size, "truncated", f"{len(buf)} bytes")
     magic, v, hlen = _WINDOW_HEAD.unpack_from(buf)
     _require(magic == _WINDOW_MAGIC, "bad_magic", magic.hex())
-    _require(v == SCHEMA_VERSION, "bad_version", f"v={v}")
+    _require(v == WINDOW_VERSION, "bad_version", f"v={v}")
     _require(_WINDOW_HEAD.size + hlen <= len(buf), "truncated", "header")
     header = _json_obj(bytes(buf[_WINDOW_HEAD.size:_WINDOW_HEAD.size + hlen]))
     shape = header.pop("shape", None)
     _require(isinstance(shape, list) and len(shape) == 2
              and all(type(s) is int and s > 0 for s in shape), "bad_sizes", repr(shape))
-    payload = buf[_WINDOW_HEAD.size + hlen:]
-    _require(len(payload) == 4 * shape[0] * shape[1], "bad_sizes", "payload length")
-    samples = np.frombuffer(payload, dtype="<f4").reshape(shape).astype(np.float32)
-    _require(bool(np.isfinite(samples).all()), "not_finite", "window samples")
-    cls = _WINDOW_TYPES.get(str(header.get("kind", "")))
+    kind = str(header.get("kind", ""))
+    cls = _WINDOW_TYPES.get(kind)
     _require(cls is not None, "bad_kind", repr(header.get("kind")))
+    names = _ARRAYS[kind]
+    payload = buf[_WINDOW_HEAD.size + hlen:]
+    _require(len(payload) == 4 * len(names) * shape[0] * shape[1], "bad_sizes",
+             "payload length")
+    flat = np.frombuffer(payload, dtype="<f4").astype(np.float32)
+    _require(bool(np.isfinite(flat).all()), "not_finite", "window samples")
+    arrays = dict(zip(names, flat.reshape(len(names), *shape), strict=True))
     for key in ("beat_times_us", "quality", "sqi"):
         if key in header and isinstance(header[key], list):
             header[key] = tuple(header[key])
     try:
-        win = cls(samples=samples, **header)
+        win = cls(**arrays, **header)
     except TypeError as exc:
         raise SchemaError("missing_field", str(exc)[:200]) from None
     _check_device_id(win.device_id)

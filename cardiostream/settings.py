@@ -40,7 +40,7 @@ class RedisSettings(_Group):
 
 class TopicSettings(_Group):
     samples: str = "ecg.samples.v1"
-    windows: str = "ecg.windows.v1"
+    windows: str = "ecg.windows.v2"     # v2: beat windows carry the template
     results: str = "ecg.results.v1"
     dead_letter: str = "ecg.deadletter.v1"
     segments: str = "ecg.segments.v1"     # processor: device -> current segment start (compacted)

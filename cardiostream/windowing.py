@@ -5,7 +5,9 @@ Beat window: ``spec.beat_span`` filtered samples (all leads) starting
 next, local mean (last ``spec.local_rr_beats`` RR including the previous one)
 and long mean (last ``spec.long_rr_beats``).  It is emitted once the NEXT beat
 is detected and the post-R span has arrived.  ``rr_next_s == 0.0`` marks a beat
-flushed at a segment end (its next beat is unknown).
+flushed at a segment end (its next beat is unknown).  It also carries the patient's
+running template (``beat_template``: median of recent on-time, dominant-shape beats,
+same shape as the samples), updated as beats are cut, in beat order.
 
 Rhythm window ``w`` covers model samples ``[phase + w*hop, phase + w*hop + win)``
 of the segment, where ``phase`` puts the first start on the device-time grid of
@@ -30,6 +32,7 @@ from itertools import islice
 
 import numpy as np
 
+from cardiostream.beat_template import TemplateState, template_step
 from cardiostream.history import ColumnHistory
 from cardiostream.qrs import Beat
 from cardiostream.quality import beat_quality, lead_quality
@@ -76,6 +79,7 @@ class _Pending:
     next_commit: int = -1        # committed sample of the next beat (-1: not yet)
     rr_next_s: float = -1.0
     samples: np.ndarray | None = None   # (n_leads, span) filtered, cut once the span arrived
+    template: np.ndarray | None = None  # (n_leads, span) the patient's template (beat_template)
     quality: str = ""
 
 
@@ -104,6 +108,7 @@ class WindowState:
     rr_hist: deque = field(default_factory=deque)     # RR seconds, newest last
     rr_sum: float = 0.0                               # sum of rr_hist (long-term mean)
     beat_times: deque = field(default_factory=deque)  # recent beats (rhythm window lists)
+    templates: TemplateState = field(default_factory=TemplateState)   # beats cut in order
     last_r: int = -1
 
     @property
@@ -188,6 +193,8 @@ def _cut(ws: WindowState, pb: _Pending) -> None:
     filt, raw = both[:ws.n_leads], both[ws.n_leads:]
     # a copy: the history buffer is overwritten in place later
     pb.samples, pb.quality = np.array(filt, dtype=np.float32, order="C"), beat_quality(raw, filt)
+    # beats are cut in beat order (_ready_beats), so the template sees only earlier beats
+    pb.template = template_step(ws.templates, pb.samples, pb.rr_prev_s, pb.rr_long_s)
 
 
 def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
@@ -200,7 +207,7 @@ def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
         beat_index=pb.index, r_time_us=_time_us(ws, pb.beat.r),
         last_sample_time_us=_time_us(ws, last) + ws.latency_us,
         rr_prev_s=pb.rr_prev_s, rr_next_s=max(pb.rr_next_s, 0.0), rr_local_s=pb.rr_local_s,
-        rr_long_s=pb.rr_long_s, quality=pb.quality, samples=pb.samples)
+        rr_long_s=pb.rr_long_s, quality=pb.quality, samples=pb.samples, template=pb.template)
 
 
 def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:

@@ -29,7 +29,7 @@ def beat(t_s: float, label: str, rr_prev_s: float = 0.8, quality: str = "good"):
     samples = np.zeros((2, SPAN), np.float32)
     samples[0, PRE] = 1.0                                  # an R peak at the centre
     win = BeatWindow("bed-1", "ward-1", "spec-x", 0, 0, us(t_s), us(t_s + POST_S), rr_prev_s,
-                     0.8, 0.8, 0.8, quality, samples)
+                     0.8, 0.8, 0.8, quality, samples, np.zeros_like(samples))
     probs = tuple(1.0 if c == label else 0.0 for c in "NSVFQ")
     res = BeatResult("bed-1", "ward-1", 0, 0, us(t_s), us(t_s + POST_S), label, probs,
                      rr_prev_s, quality, "test")

@@ -31,9 +31,11 @@ from tests import features_oracle as oracle
 _US = 1_000_000
 
 
-def _beat(samples: np.ndarray, prev=0.8, nxt=0.8, local=0.8, long_=0.8) -> BeatWindow:
+def _beat(samples: np.ndarray, prev=0.8, nxt=0.8, local=0.8, long_=0.8,
+          template: np.ndarray | None = None) -> BeatWindow:
+    template = np.zeros_like(samples) if template is None else template
     return BeatWindow("d1", "ward-1", "spec-x", 0, 1, 10 * _US, 10 * _US, prev, nxt, local,
-                      long_, "good", samples.astype(np.float32))
+                      long_, "good", samples.astype(np.float32), template.astype(np.float32))
 
 
 def _rhythm(beat_times_s: np.ndarray, samples: np.ndarray | None = None,
@@ -69,9 +71,26 @@ def test_beat_inputs_remove_the_median_and_clip():
     s = np.full((2, span), 3.0)
     s[0, 100] = 20.0                     # a saturated spike on lead 0
     x, rr = beat_inputs([_beat(s), _beat(s * 0)], leads=(0,))
-    assert x.shape == (2, 1, span) and x.dtype == np.float32
+    assert x.shape == (2, 2, span) and x.dtype == np.float32
     assert rr.shape == (2, len(BEAT_RR_FEATURES))
     assert np.median(x[0, 0]) == 0.0 and x[0, 0, 100] == pytest.approx(CLIP_MV)
+
+
+def test_beat_inputs_second_channel_is_the_beat_minus_its_template():
+    """What differs from the patient's own beat: a beat equal to its template gives a
+    flat second channel, a bump the template lacks shows up there alone."""
+    span = 252
+    template = np.zeros((2, span))
+    template[:, 90] = 1.0                                 # the patient's usual R wave
+    same, odd = template.copy(), template.copy()
+    odd[0, 40:50] += 0.3                                  # e.g. an abnormal P wave
+    x, _ = beat_inputs([_beat(same, template=template), _beat(odd, template=template)],
+                       leads=(0,))
+    assert x.shape == (2, 2, span)
+    np.testing.assert_array_equal(x[0, 1], 0.0)
+    assert x[1, 1, 40:50] == pytest.approx(np.full(10, 0.3))
+    assert np.abs(x[1, 1, 50:]).max() == 0.0 and np.abs(x[1, 1, :40]).max() == 0.0
+    assert x[1, 0, 90] == pytest.approx(1.0)
 
 
 def test_rr_irregularity_against_hand_computed_values():

@@ -35,7 +35,8 @@ def stub_step(state, samples_mv, t0_us):
     win = BeatWindow(state["device_id"], state["unit"], "spec-x", state["segment"],
                      state["chunks"], t0_us,
                      t0_us, 1.0, 1.0, 1.0, 1.0, "good",
-                     np.asarray(samples_mv[:, :4], dtype=np.float32))
+                     np.asarray(samples_mv[:, :4], dtype=np.float32),
+                     np.zeros((samples_mv.shape[0], 4), np.float32))
     return state, [win], []
 
 

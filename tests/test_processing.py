@@ -24,7 +24,8 @@ START_US = 1_750_000_000_000_000
 
 def same(a, b) -> bool:
     da, db = dataclasses.asdict(a), dataclasses.asdict(b)
-    return np.array_equal(da.pop("samples"), db.pop("samples")) and da == db
+    arrays = [k for k in ("samples", "template") if k in da]
+    return all(np.array_equal(da.pop(k), db.pop(k)) for k in arrays) and da == db
 
 
 def as_record(x: np.ndarray, fs: float = FS, name: str = "syn") -> Record:

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from cardiostream.features import (
+    beat_channels,
     beat_inputs,
     beat_rr_features,
     load_model,
-    normalise_samples,
     rhythm_inputs,
 )
 from cardiostream.processing import process_record
@@ -50,7 +50,8 @@ def test_dataset_equals_what_the_stream_dsp_gives():
     windows = process_record(load_record(MITDB, "119", sampto=sampto), DEFAULT_SPEC,
                              chunk_s=0.5, start_us=0)
     x, rr = beat_inputs(windows.beats, (0,))
-    np.testing.assert_array_equal(x, normalise_samples(cached["beat_samples"][:, [0]]))
+    np.testing.assert_array_equal(x, beat_channels(cached["beat_samples"][:, [0]],
+                                                   cached["beat_template"][:, [0]]))
     np.testing.assert_array_equal(rr, beat_rr_features(*cached["beat_rr"].T))
     np.testing.assert_array_equal(rhythm_inputs(windows.rhythms)[1], rhythm_features(cached))
     # 119 has ventricular bigeminy: the labels must contain V beats, and most beats match.
@@ -79,7 +80,8 @@ def test_same_seed_same_model_and_export_round_trip(tmp_path):
     assert meta["classes"] == ["N", "S", "V", "F", "Q"] and meta["spec_id"] == DEFAULT_SPEC.spec_id
     assert set(meta["training_records"]) == {"119", "106"}
     rng = np.random.default_rng(1)
-    x = rng.normal(0, 0.5, (7, 1, DEFAULT_SPEC.beat_span)).astype(np.float32)
+    x = rng.normal(0, 0.5, tuple([7, *meta["input"]["x"][1:]])).astype(np.float32)
+    assert x.shape[1] == 2                    # lead 0, then lead 0 minus the template
     rr = rng.uniform(0.5, 1.5, (7, len(meta["rr_features"]))).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "rr.npy", rr)

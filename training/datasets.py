@@ -33,7 +33,8 @@ from cardiostream.signal import SignalSpec
 MATCH_S = 0.150
 CLASS_INDEX = {c: i for i, c in enumerate("NSVFQ")}
 DSP_MODULES = ("processing.py", "filters.py", "qrs.py", "qrs_rules.py", "windowing.py",
-               "quality.py", "resample.py", "signal.py")
+               "quality.py", "resample.py", "signal.py", "history.py", "beat_template.py",
+               "rr_features.py")
 _CORE = Path(__file__).resolve().parent.parent / "cardiostream"
 
 
@@ -148,6 +149,7 @@ def cut_record(data_dir: Path, name: str, spec: SignalSpec,
     n_leads = len(rhythms[0].sqi) if rhythms else 0
     return {
         "beat_samples": np.stack([w.samples for w in beats]).astype(np.float32),
+        "beat_template": np.stack([w.template for w in beats]).astype(np.float32),
         "beat_rr": np.array([[w.rr_prev_s, w.rr_next_s, w.rr_local_s, w.rr_long_s]
                              for w in beats], dtype=np.float64),
         "beat_sample": det, "beat_label": label, "beat_symbol": sym.astype("U1"),

@@ -93,13 +93,15 @@ def export_beats(result, folder: Path, spec: SignalSpec) -> Path:
         "classes": list(BEAT_CLASSES), "class_convention": "AAMI de Chazal 2004",
         "leads_used": list(cfg.leads), "rr_features": list(BEAT_RR_FEATURES),
         "rr_features_used": list(cfg.rr_columns), "suppressed_classes": list(cfg.suppressed),
-        "input": {"x": ["B", len(cfg.leads), spec.beat_span], "rr": ["B", len(BEAT_RR_FEATURES)]},
+        # x: the leads, then the same leads minus the patient's template (beat_channels)
+        "input": {"x": ["B", 2 * len(cfg.leads), spec.beat_span],
+                  "rr": ["B", len(BEAT_RR_FEATURES)]},
         "training_records": {n: result.record_hashes[n] for n in cfg.train_records},
         "validation_records": {n: result.record_hashes[n] for n in cfg.val_records},
         "ensemble_seeds": [cfg.seed + k for k in range(len(getattr(result.model, "members", [0])))],
         "config": asdict(cfg), "train_seconds": round(result.seconds, 1),
         "metrics": {"validation_ds1": result.val_metrics}, "history": result.history,
     }
-    example = (torch.zeros(2, len(cfg.leads), spec.beat_span),
+    example = (torch.zeros(2, 2 * len(cfg.leads), spec.beat_span),
                torch.ones(2, len(BEAT_RR_FEATURES)))
     return export_model(result.model, example, Path(folder) / "beat", meta)

@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from cardiostream.features import (
     BEAT_CLASSES,
     BEAT_RR_FEATURES,
+    beat_channels,
     beat_rr_features,
-    normalise_samples,
 )
 from cardiostream.records import DS1
 from cardiostream.signal import SignalSpec
@@ -91,21 +91,24 @@ def set_threads(n: int = 1) -> None:
 
 def stack_beats(arrays: dict[str, dict[str, np.ndarray]], names: Sequence[str],
                 leads: Sequence[int], limit: int | None, rng: np.random.Generator):
-    """Labelled beats of ``names`` -> (samples (n, L, span), rr (n, 4) seconds, y (n,)).
+    """Labelled beats of ``names`` -> (samples (n, L, span), templates (n, L, span),
+    rr (n, 4) seconds, y (n,)).
 
     rr columns: previous, next, local mean, long-term mean RR (``beat_rr_features``'s
-    arguments), kept raw so augmentation can change the timing before featurising.
+    arguments), kept raw so augmentation can change the timing before featurising;
+    the samples are kept apart from their templates so noise is added to the beat only.
     """
-    xs, rrs, ys = [], [], []
+    xs, ts, rrs, ys = [], [], [], []
     for n in names:
         a = arrays[n]
         keep = np.flatnonzero(a["beat_label"] >= 0)
         if limit is not None and keep.size > limit:
             keep = np.sort(rng.choice(keep, limit, replace=False))
         xs.append(a["beat_samples"][keep][:, list(leads)])
+        ts.append(a["beat_template"][keep][:, list(leads)])
         rrs.append(a["beat_rr"][keep].astype(np.float64))
         ys.append(a["beat_label"][keep].astype(np.int64))
-    return np.concatenate(xs), np.concatenate(rrs), np.concatenate(ys)
+    return np.concatenate(xs), np.concatenate(ts), np.concatenate(rrs), np.concatenate(ys)
 
 
 def class_weights(counts: np.ndarray) -> np.ndarray:
@@ -182,12 +185,12 @@ def premature_copies(rr_s: np.ndarray, y: np.ndarray, share: float,
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: np.ndarray, rr_s: np.ndarray, device: torch.device,
-            batch: int = 2048) -> np.ndarray:
+def predict(model: nn.Module, x: np.ndarray, t: np.ndarray, rr_s: np.ndarray,
+            device: torch.device, batch: int = 2048) -> np.ndarray:
     model.eval()
     out = []
     for i in range(0, len(x), batch):
-        xb = torch.from_numpy(normalise_samples(x[i:i + batch])).to(device)
+        xb = torch.from_numpy(beat_channels(x[i:i + batch], t[i:i + batch])).to(device)
         out.append(model(xb, rr_tensor(rr_s[i:i + batch], device)).argmax(1).cpu())
     return torch.cat(out).numpy()
 
@@ -216,10 +219,12 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
     names = list(cfg.train_records) + list(cfg.val_records)
     paths = build_cache(data_dir, names, spec, cache_dir)
     arrays = load_arrays(paths)
-    xt, rrt, yt = stack_beats(arrays, cfg.train_records, cfg.leads, cfg.max_beats_per_record, rng)
-    xv, rrv, yv = stack_beats(arrays, cfg.val_records, cfg.leads, cfg.max_beats_per_record, rng)
+    xt, tt, rrt, yt = stack_beats(arrays, cfg.train_records, cfg.leads,
+                                  cfg.max_beats_per_record, rng)
+    xv, tv, rrv, yv = stack_beats(arrays, cfg.val_records, cfg.leads,
+                                  cfg.max_beats_per_record, rng)
     noise = NoiseBank.load(data_dir.parent / "nstdb", spec, cache_dir) if cfg.augment else None
-    model = BeatNet(len(cfg.leads), len(BEAT_RR_FEATURES), len(BEAT_CLASSES), cfg.widths,
+    model = BeatNet(2 * len(cfg.leads), len(BEAT_RR_FEATURES), len(BEAT_CLASSES), cfg.widths,
                     rr_index=[BEAT_RR_FEATURES.index(c) for c in cfg.rr_columns],
                     suppressed=[BEAT_CLASSES.index(c) for c in cfg.suppressed]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -238,7 +243,7 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
             rb, yb_np = rrt[idx], yt[idx]
             if cfg.premature_aug > 0:
                 rb, yb_np = premature_copies(rb, yb_np, cfg.premature_aug, rng)
-            xb_t = torch.from_numpy(normalise_samples(xb)).to(device)
+            xb_t = torch.from_numpy(beat_channels(xb, tt[idx])).to(device)
             yb = torch.from_numpy(yb_np).to(device)
             logits = model(xb_t, rr_tensor(rb, device))
             if cfg.imbalance == "weighted":
@@ -254,7 +259,7 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
             losses.append(float(loss.detach()))
             if progress:
                 progress.advance(task)
-        metrics = class_metrics(confusion(yv, predict(model, xv, rrv, device)))
+        metrics = class_metrics(confusion(yv, predict(model, xv, tv, rrv, device)))
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), **metrics})
         if progress:
             progress.console.print(epoch_line(history[-1]))
@@ -283,8 +288,9 @@ def train_beat_ensemble(cfg: BeatTrainConfig, members: int, data_dir: Path, cach
     ensemble = BeatEnsemble([r.model for r in results]).eval()
     rng = np.random.default_rng(cfg.seed)
     arrays = load_arrays(build_cache(data_dir, list(cfg.val_records), spec, cache_dir))
-    xv, rrv, yv = stack_beats(arrays, cfg.val_records, cfg.leads, cfg.max_beats_per_record, rng)
-    metrics = class_metrics(confusion(yv, predict(ensemble, xv, rrv, pick_device())))
+    xv, tv, rrv, yv = stack_beats(arrays, cfg.val_records, cfg.leads,
+                                  cfg.max_beats_per_record, rng)
+    metrics = class_metrics(confusion(yv, predict(ensemble, xv, tv, rrv, pick_device())))
     history = [{"member_seed": cfg.seed + k, **h} for k, r in enumerate(results)
                for h in r.history]
     return BeatTrainResult(ensemble.cpu(), cfg, metrics, history, results[0].record_hashes,

@@ -45,7 +45,8 @@ def synthetic_patient(device: str, base_us: int) -> list[BeatWindow | RhythmWind
         r = base_us + round(t * US)
         rr = 0.8 if i == 0 else float(times[i] - times[i - 1])
         events.append((r + 450_000, BeatWindow(device, "ward-t", SPEC.spec_id, 0, i, r,
-                                               r + 450_000, rr, 0.8, 0.8, 0.8, "good", s)))
+                                               r + 450_000, rr, 0.8, 0.8, 0.8, "good", s,
+                                               np.zeros_like(s))))
     n = int(SPEC.rhythm_window_s * SPEC.rhythm_fs_hz)
     for k, end_s in enumerate(np.arange(10, 40, 2.0)):
         start, end = base_us + round((end_s - 10) * US), base_us + round(end_s * US)
