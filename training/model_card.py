@@ -101,6 +101,9 @@ def render(model_dir: Path, eval_dir: Path) -> str:
         f"- Residual 1-D CNN over lead(s) {beat['leads_used']} ({beat['spec']['beat_pre_s']} s "
         f"before / {beat['spec']['beat_post_s']} s after the detected R peak at "
         f"{beat['spec']['fs_hz']:g} Hz) fused with RR features {beat['rr_features']}.",
+        *(["- Input channels: each lead, then the same lead minus the patient's running "
+           "template (median of recent on-time, dominant-shape beats; "
+           "cardiostream/beat_template.py)."] if beat["features_version"] >= 2 else []),
         f"- Spec `{beat['spec_id']}`, features v{beat['features_version']}, git "
         f"`{beat['git_commit']}`, seed {beat['seed']}, imbalance `{cfg['imbalance']}`, "
         f"{cfg['epochs']} epochs, training wall {beat['train_seconds']} s.",
