@@ -42,9 +42,20 @@ TIMELY_RR = 0.9         # previous RR / long-term mean RR at or above which a be
 class TemplateState:
     """The admitted beats of one segment, in a ring (the median ignores their order)."""
 
-    beats: np.ndarray | None = None   # (TEMPLATE_BEATS, n_leads, span) float32
+    beats: np.ndarray | None = None   # (n_leads, span, TEMPLATE_BEATS) float32, beats last
     count: int = 0                    # admitted beats held (<= TEMPLATE_BEATS)
     next: int = 0                     # ring slot the next admitted beat overwrites
+
+
+def _median(beats: np.ndarray, count: int) -> np.ndarray:
+    """``np.median(ring[..., :count], axis=-1)``, bit for bit, at a third of its cost:
+    one partition along the contiguous last axis (the mean of the two middle values of an
+    even count is their float32 sum halved, as np.median's mean computes it)."""
+    half = count // 2
+    if count % 2:
+        return np.partition(beats[..., :count], half, axis=-1)[..., half]
+    part = np.partition(beats[..., :count], (half - 1, half), axis=-1)
+    return (part[..., half - 1] + part[..., half]) * np.float32(0.5)
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,7 +69,7 @@ def template_step(state: TemplateState, samples: np.ndarray, rr_prev_s: float,
     """The template for one beat ``samples`` (n_leads, span) float32 mV, then admit the
     beat if it qualifies (state updated in place). Returns (n_leads, span) float32."""
     if state.count:
-        template = np.median(state.beats[:state.count], axis=0)
+        template = _median(state.beats, state.count)
     else:
         template = np.array(samples, dtype=np.float32)
     if not (rr_prev_s > 0 and rr_prev_s >= TIMELY_RR * rr_long_s):
@@ -67,8 +78,8 @@ def template_step(state: TemplateState, samples: np.ndarray, rr_prev_s: float,
             _pearson(samples[0], template[0]) < SAME_SHAPE_CORR:
         return template
     if state.beats is None:
-        state.beats = np.empty((TEMPLATE_BEATS, *samples.shape), dtype=np.float32)
-    state.beats[state.next] = samples
+        state.beats = np.empty((*samples.shape, TEMPLATE_BEATS), dtype=np.float32)
+    state.beats[..., state.next] = samples
     state.next = (state.next + 1) % TEMPLATE_BEATS
     state.count = min(state.count + 1, TEMPLATE_BEATS)
     return template
