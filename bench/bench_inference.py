@@ -72,8 +72,8 @@ def stand_in_models(folder: Path) -> Path:
     spec = DEFAULT_SPEC
     torch.manual_seed(0)
     members = shipped_beat_members()
-    beat = BeatEnsemble([BeatNet(2, 7, 5, suppressed=[3]) for _ in range(members)])   # 2: beat,
-    # beat minus template (features.beat_channels)
+    # 2 input channels: lead 0, then lead 0 minus the patient's template (beat_channels)
+    beat = BeatEnsemble([BeatNet(2, 7, 5, suppressed=[3]) for _ in range(members)])
     meta = base_metadata("beat", spec, 0) | {"classes": list("NSVFQ"), "leads_used": [0]}
     export_model(beat, (torch.zeros(2, 2, spec.beat_span), torch.ones(2, 7)), folder / "beat", meta)
     rhythm = RhythmNet(len(RHYTHM_FEATURES), 8)

@@ -1,4 +1,4 @@
-"""This patient's running beat template: what his own conducted beat looks like now.
+"""The patient's running beat template: what their own conducted beat looks like now.
 
 Why: across patients, QRS and P-wave shapes differ far more than a supraventricular
 beat differs from the same patient's normal beat, so a classifier that sees one beat
