@@ -87,6 +87,7 @@ def test_online_beats_equal_offline_for_three_records(topic_factory, data_dir, t
                    if sym in BEAT_SYMBOLS]
         assert to_sample == written                   # exactly what `annotate` wrote
         assert all(np.array_equal(a.samples, b.samples) for a, b in zip(got, want, strict=True))
+        assert all(np.array_equal(a.template, b.template) for a, b in zip(got, want, strict=True))
         assert [(a.rr_prev_s, a.rr_next_s, a.quality) for a in got] == \
                [(b.rr_prev_s, b.rr_next_s, b.quality) for b in want]
     assert_clean_log(worker)
