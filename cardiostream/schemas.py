@@ -357,12 +357,14 @@ _WINDOW_TYPES: dict[str, type] = {"beat": BeatWindow, "rhythm": RhythmWindow}
 _WINDOW_HEAD = struct.Struct("<2sBI")  # magic, version, header length
 
 
+# float32 arrays of each window kind, in payload order (not in the JSON header)
 _ARRAYS: dict[str, tuple[str, ...]] = {"beat": ("samples", "template"), "rhythm": ("samples",)}
+_ARRAY_FIELDS = frozenset(name for names in _ARRAYS.values() for name in names)
 
 
 @lru_cache(maxsize=8)
 def _header_fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in fields(cls) if f.name not in ("samples", "template"))
+    return tuple(f.name for f in fields(cls) if f.name not in _ARRAY_FIELDS)
 
 
 def encode_window(win: Window) -> bytes:
