@@ -35,10 +35,11 @@ BATCH = 512
 
 
 def ordered_windows(rec, spec, device_id: str):
-    """The record's windows in stream order (each is emitted once its last sample is in)."""
+    """The record's windows in stream order (each is emitted once its last sample is in; a
+    chunk's rhythm windows before its beat windows, as streamer.pipeline publishes them)."""
     out = process_record(rec, spec, device_id=device_id)
     return sorted([*out.beats, *out.rhythms],
-                  key=lambda w: (w.last_sample_time_us, w.kind == "rhythm"))
+                  key=lambda w: (w.last_sample_time_us, w.kind != "rhythm"))
 
 
 def oracle_results(windows, ann, fs_hz: float) -> list:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cardiostream import metrics
+from cardiostream.beat_context import RhythmContext
 from cardiostream.features import RateRules, beat_inputs, load_model, rhythm_inputs
 from cardiostream.rhythm_features import padded_median, ragged_rr
 from cardiostream.schemas import BeatResult, BeatWindow, Result, RhythmResult, RhythmWindow, Window
@@ -72,6 +73,7 @@ class Predictor:
                          for kind, m in (("beat", self.beat), ("rhythm", self.rhythm))}
         rules = self.rhythm.metadata.get("rate_rules")
         self.rate_rules = RateRules(**rules) if rules else None
+        self.context = RhythmContext()   # beat labels in their rhythm (cardiostream.beat_context)
 
     def _prepare(self, program: torch.jit.ScriptModule, kind: str) -> torch.jit.ScriptModule:
         """Move (and halve) once; freeze, and on CPU fold BatchNorm into the convolutions.
@@ -97,7 +99,10 @@ class Predictor:
         return f"{beat.get('version', '?')}+{rhythm.get('version', '?')}"
 
     def predict(self, windows: list[Window]) -> Prediction:
-        """Classify a batch; order of results == order of ``windows``."""
+        """Classify a batch; order of results == order of ``windows``.
+
+        ``windows`` must come in each device's stream order, batch after batch: a beat's
+        label depends on the rhythm decisions before it (``cardiostream.beat_context``)."""
         out = Prediction([None] * len(windows))
         beats: list[int] = []
         rhythms: list[int] = []
@@ -120,7 +125,12 @@ class Predictor:
             probs = self._forward("rhythm", x, feats)
             for i, res in zip(rhythms, self._rhythm_results(rw, probs, feats), strict=True):
                 out.results[i] = res
+        out.results = [None if r is None else self.context.feed(r) for r in out.results]
         return out
+
+    def forget(self, device_ids: set[str]) -> None:
+        """Drop the rhythm context of devices whose partitions moved to another worker."""
+        self.context.forget(device_ids)
 
     def _forward(self, kind: str, x: np.ndarray, aux: np.ndarray) -> np.ndarray:
         """(B, L, T) and (B, F) float32 host arrays -> (B, K) float32 class probabilities."""

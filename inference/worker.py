@@ -204,6 +204,7 @@ class InferenceWorker:
         self.batcher.extend(kept, self.clock())
         gone = {d for d, tp in self.device_tp.items() if tp in revoked}
         self.decider.forget(gone)
+        self.predictor.forget(gone)
         for d in gone:
             self.device_tp.pop(d, None)
             self.gauges.forget(d)

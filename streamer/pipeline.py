@@ -264,8 +264,8 @@ class Pipeline:
                 self.stats["chunks"] += 1
                 self._m_chunks.inc()
                 self._m_samples.inc(chunk.n_samples)
+                self._emit(dev, rhythms, "rhythm", out)     # before the beats: beat_context
                 self._emit(dev, beats, "beat", out)
-                self._emit(dev, rhythms, "rhythm", out)
 
     def _reset(self, dev: Device, chunk: SampleChunk) -> list[Window]:
         """End the device's segment (its pending beats are returned) and start a new one.
