@@ -2,9 +2,10 @@
 
 Offline twin of the inference worker's decision: the same ``load_model``, the same
 ``beat_inputs`` / ``rhythm_inputs``, argmax over the classes, then the rhythm
-model's ``RateRules`` (pause, brady, tachy), exactly as ``inference.predictor``
-decides; results become annotations through ``result_annotations`` (the one
-conversion replay scoring uses too). So ``cardiostream evaluate`` and a live
+model's ``RateRules`` (pause, brady, tachy) and the beats' rhythm context
+(``beat_context``), exactly as ``inference.predictor`` decides; results become
+annotations through ``result_annotations`` (the one conversion replay scoring uses
+too). So ``cardiostream evaluate`` and a live
 replay write the same file for the same windows. torch is imported lazily.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiostream.annotate import Annotations
+from cardiostream.beat_context import beats_in_context
 from cardiostream.features import (
     LoadedModel,
     RateRules,
@@ -42,14 +44,27 @@ def _probs(model: LoadedModel, x: np.ndarray, aux: np.ndarray) -> np.ndarray:
 class ModelLabeller:
     """``Labeller`` (cardiostream.annotate) backed by DIR/beat and, if present, DIR/rhythm."""
 
-    def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, threads: int | None = None,
+                 rhythm_dir: Path | None = None, out_of_fold: bool = False) -> None:
+        """``rhythm_dir``: take the rhythm model from RHYTHM_DIR/rhythm instead.
+        ``out_of_fold``: label each record's rhythm with the cross-validation fold model
+        that was tested on that record (RHYTHM/folds, written by ``cardiostream train
+        rhythm``), so neither the rhythm annotations nor the beats' rhythm context come
+        from a model that has seen the patient (``cardiostream evaluate``)."""
         import torch
 
         if threads:
             torch.set_num_threads(threads)
         self.beat = load_model(Path(model_dir), "beat")
-        has_rhythm = (Path(model_dir) / "rhythm" / "model.ts").exists()
-        self.rhythm = load_model(Path(model_dir), "rhythm") if has_rhythm else None
+        rhythm_home = Path(rhythm_dir or model_dir)
+        has_rhythm = (rhythm_home / "rhythm" / "model.ts").exists()
+        if rhythm_dir is not None and not has_rhythm:
+            raise FileNotFoundError(f"no rhythm model in {rhythm_home / 'rhythm'}")
+        self.rhythm = load_model(rhythm_home, "rhythm") if has_rhythm else None
+        self.folds = _fold_models(rhythm_home / "rhythm") if out_of_fold and has_rhythm else {}
+        if out_of_fold and not self.folds:
+            raise FileNotFoundError(f"no cross-validation fold models in {rhythm_home}/rhythm"
+                                    "/folds (train the rhythm model again to write them)")
         rules = self.rhythm.metadata.get("rate_rules") if self.rhythm else None
         self.rules = RateRules(**rules) if rules else None
         versions = [m.metadata.get("version", "?") for m in (self.beat, self.rhythm) if m]
@@ -66,14 +81,24 @@ class ModelLabeller:
                                self.version) for w, p in zip(part, probs, strict=True)]
         return out
 
-    def rhythm_results(self, windows: Sequence[RhythmWindow]) -> list[RhythmResult]:
-        if self.rhythm is None or not windows:
+    def _rhythm_for(self, record_name: str) -> LoadedModel | None:
+        if not self.folds:
+            return self.rhythm
+        if record_name not in self.folds:
+            raise KeyError(f"record {record_name} was in no cross-validation fold of the "
+                           f"rhythm model (its records: {sorted(self.folds)})")
+        return self.folds[record_name]
+
+    def rhythm_results(self, windows: Sequence[RhythmWindow],
+                       model: LoadedModel | None = None) -> list[RhythmResult]:
+        model = model or self.rhythm
+        if model is None or not windows:
             return []
-        x, feats = rhythm_inputs(windows, self.rhythm.leads)
-        probs = _probs(self.rhythm, x, feats)
+        x, feats = rhythm_inputs(windows, model.leads)
+        probs = _probs(model, x, feats)
         out = []
         for w, p, f in zip(windows, probs, feats, strict=True):
-            label = self.rhythm.classes[int(np.argmax(p))]
+            label = model.classes[int(np.argmax(p))]
             if self.rules is not None:
                 label = self.rules.apply(label, f)
             out.append(RhythmResult(w.device_id, w.unit, w.segment, w.window_index,
@@ -84,9 +109,19 @@ class ModelLabeller:
 
     def __call__(self, record: Record, windows: RecordWindows, start_us: int) -> Annotations:
         beats = self.beat_results(windows.beats) if windows.beats else []
-        rhythms = self.rhythm_results(windows.rhythms)
+        rhythms = self.rhythm_results(windows.rhythms, self._rhythm_for(record.name))
+        beats = beats_in_context(beats, rhythms)
         hop_s = float(self.beat.metadata["spec"]["rhythm_hop_s"])
         return annotations_from_results(beats, rhythms, start_us, record.fs_hz, hop_s)
+
+
+def _fold_models(rhythm_folder: Path) -> dict[str, LoadedModel]:
+    """record -> the fold model tested on it, from RHYTHM/folds/fold-K/rhythm."""
+    out: dict[str, LoadedModel] = {}
+    for sub in sorted((rhythm_folder / "folds").glob("fold-*")):
+        model = load_model(sub, "rhythm")
+        out |= {r: model for r in model.metadata["test_records"]}
+    return out
 
 
 def _bpm(beat_times_us: tuple[int, ...]) -> float:

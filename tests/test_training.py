@@ -241,3 +241,43 @@ def test_af_gate_never_hides_a_ventricular_rhythm():
             model.head.weight.zero_()
             got = model(torch.zeros(2, 1, 1), torch.zeros(2, 3)).argmax(1)
         assert got.tolist() == [expected, expected], RHYTHM_MODEL_CLASSES[favourite]
+
+
+def test_out_of_fold_evaluation_takes_each_records_rhythm_from_its_fold(tmp_path):
+    """`cardiostream evaluate` must not take a record's rhythm (annotations, and the beats'
+    AF context) from a model that trained on that patient: the exported folder carries
+    the CV fold models, and the labeller picks the fold that was tested on the record."""
+    from cardiostream.classify import ModelLabeller
+    from cardiostream.features import RHYTHM_FEATURES
+    from tests.inference_models import write_model_dir
+    from training.evaluate import _out_of_fold
+    from training.models import RhythmNet
+    from training.rhythm import (
+        RHYTHM_MODEL_CLASSES,
+        RhythmTrainConfig,
+        RhythmTrainResult,
+        export_rhythm,
+    )
+
+    def mlp():
+        return RhythmNet(len(RHYTHM_FEATURES), len(RHYTHM_MODEL_CLASSES)).eval()
+
+    write_model_dir(tmp_path)                         # the beat model
+    hashes = {"201": "a", "203": "b", "100": "c"}
+    cfg = RhythmTrainConfig(af_head=False, records=tuple(hashes))
+    export_rhythm(RhythmTrainResult(mlp(), cfg, {}, {}, hashes, 0.0, {},
+                                    [(("201", "203"), mlp()), (("100",), mlp())]),
+                  tmp_path, DEFAULT_SPEC)
+    labeller = ModelLabeller(tmp_path, out_of_fold=True)
+    fold_of = {r: labeller._rhythm_for(r).metadata for r in hashes}
+    assert [fold_of[r]["fold"] for r in ("201", "203", "100")] == [0, 0, 1]
+    assert set(fold_of["100"]["training_records"]) == {"201", "203"}
+    assert set(fold_of["201"]["training_records"]) == {"100"}
+    with pytest.raises(KeyError, match="no cross-validation fold"):
+        labeller._rhythm_for("999")
+    assert ModelLabeller(tmp_path)._rhythm_for("100") is not None     # exported model
+    assert _out_of_fold(tmp_path, ["100", "999"], "auto") is True    # it trained on 100
+    assert _out_of_fold(tmp_path, ["999"], "auto") is False
+    assert _out_of_fold(tmp_path, ["100"], "exported") is False
+    with pytest.raises(ValueError, match="rhythm_context"):
+        _out_of_fold(tmp_path, ["100"], "sometimes")

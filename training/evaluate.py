@@ -28,6 +28,21 @@ def spec_of(metadata: dict) -> SignalSpec:
     return spec
 
 
+def _out_of_fold(rhythm_home: Path, records: Sequence[str], mode: str) -> bool:
+    """``auto``: out of fold exactly when the rhythm model was trained on one of ``records``
+    (the beats' rhythm context and the AF episodes must not come from a model that has
+    seen the patient); ``out-of-fold`` / ``exported`` force one or the other."""
+    if mode not in ("auto", "out-of-fold", "exported"):
+        raise ValueError(f"rhythm_context={mode!r}; choose auto, out-of-fold or exported")
+    if mode != "auto":
+        return mode == "out-of-fold"
+    meta = rhythm_home / "rhythm" / "metadata.json"
+    if not meta.exists():
+        return False
+    trained = set(json.loads(meta.read_text()).get("training_records", {}))
+    return bool(trained & set(records))
+
+
 def headline(report_json: dict) -> dict:
     """The acceptance figures from the de Chazal report (gross, percent)."""
     dc = report_json["dechazal"]
@@ -38,7 +53,8 @@ def headline(report_json: dict) -> dict:
 
 
 def evaluate(model_dir: Path, records: Sequence[str], out_dir: Path, data_dir: Path,
-             on_record: Callable[[str, int], None] | None = None) -> dict:
+             on_record: Callable[[str, int], None] | None = None,
+             rhythm_dir: Path | None = None, rhythm_context: str = "auto") -> dict:
     """Annotate + score ``records``; returns {"report": ..., "headline": ..., "seconds"}."""
     from cardiostream.annotate import annotate_record
     from cardiostream.classify import ModelLabeller
@@ -47,7 +63,8 @@ def evaluate(model_dir: Path, records: Sequence[str], out_dir: Path, data_dir: P
     from cardiostream.scoring import score_records
 
     t0 = time.perf_counter()
-    labeller = ModelLabeller(model_dir)
+    out_of_fold = _out_of_fold(Path(rhythm_dir or model_dir), records, rhythm_context)
+    labeller = ModelLabeller(model_dir, rhythm_dir=rhythm_dir, out_of_fold=out_of_fold)
     spec = spec_of(labeller.beat.metadata)
     out_dir = Path(out_dir)
     ann_dir = out_dir / "annotations"
@@ -62,6 +79,8 @@ def evaluate(model_dir: Path, records: Sequence[str], out_dir: Path, data_dir: P
                   out_dir / "confusion.png")
     data = json.loads((out_dir / "report.json").read_text())
     summary = {"model": str(model_dir), "model_version": labeller.version,
+               "rhythm_model": str(rhythm_dir or model_dir),
+               "rhythm_out_of_fold": out_of_fold,
                "records": list(records), "headline": headline(data), "targets": TARGETS,
                "seconds": round(time.perf_counter() - t0, 1)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cardiostream.beat_context import CONTEXT_WINDOWS
 from training.evaluate import TARGETS
 
 
@@ -91,6 +92,14 @@ def render(model_dir: Path, eval_dir: Path) -> str:
     rhythm = json.loads(rpath.read_text()) if rpath.exists() else None
     dc, bxb = report["dechazal"], report["bxb"]
     cfg = beat["config"]
+    ctx_dir = Path(summary.get("rhythm_model") or model_dir)
+    ctx_path = ctx_dir / "rhythm" / "metadata.json"
+    ctx = json.loads(ctx_path.read_text()) if ctx_path.exists() else None
+    oof = bool(summary.get("rhythm_out_of_fold"))
+    seen = [] if oof else sorted(set((ctx or {}).get("training_records", {}))
+                                 & set(summary["records"]))
+    source = (f"each record's cross-validation fold model of `{ctx_dir}/rhythm` (the fold "
+              "whose training excluded that patient)" if oof else f"`{ctx_dir}/rhythm`")
     title = beat["version"] + (f" + {rhythm['version']}" if rhythm else "")
     lines = [
         f"# Model card: cardiostream {title}",
@@ -110,6 +119,13 @@ def render(model_dir: Path, eval_dir: Path) -> str:
         *_ensemble_lines(beat, cfg),
         f"- Trained on DS1 minus validation patients {list(beat['validation_records'])} "
         "(model selection); DS2 (de Chazal 2004 test patients) is only used here.",
+        *([f"- Beat labels in their rhythm's context: an S beat whose last "
+           f"{CONTEXT_WINDOWS} preceding rhythm decisions are all AFIB or AFL is labelled N "
+           "(cardiostream/beat_context.py). "
+           f"The rhythm decisions here come from {source}: "
+           + ("no model that saw the patient." if not seen else
+              f"its training records include {', '.join(seen)}: the context is in-sample "
+              "for them.")] if ctx else []),
         "", "### DS2, de Chazal convention (e, j, n counted as N) — acceptance", "",
         *_acceptance(summary["headline"]), "", *_classes_table(dc), "", *_matrix(dc), "",
         "### DS2, bxb convention (e, j, n counted as S; PhysioNet's figures)", "",
@@ -124,8 +140,11 @@ def render(model_dir: Path, eval_dir: Path) -> str:
                   f"{rhythm['classes']}; rate rules {rhythm['rate_rules']} (explicit).",
                   *([f"- AF gate: {gate['model']}, over {gate['features']} "
                      "(docs/evaluation/rhythm_cv.md)."] if gate else []),
-                  "", "AF (AFIB+AFL) episodes on these records with the exported model "
-                  "(its training set includes them: in-sample, see CV below):", "",
+                  "", (f"AF (AFIB+AFL) episodes on these records from {source} "
+                       + ("(out of sample):" if oof else
+                          "(its training set excludes these patients: out of sample):"
+                          if ctx and not seen else
+                          "(its training set includes them: in-sample, see CV below):")), "",
                   *_episodes(dc.get("episodes")), "",
                   "Patient-level cross-validation (out-of-fold), AF episodes, from 5:00:", "",
                   *_episodes((cv.get("af_episodes") or {}).get("gross")), ""]

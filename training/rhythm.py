@@ -68,6 +68,10 @@ class RhythmTrainResult:
     record_hashes: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     cv_summary: dict = field(default_factory=dict)
+    # the outer CV's models: (the records each was tested on, the model); exported beside
+    # the final one so an evaluation can take every record's rhythm from a model that has
+    # not seen that patient (cardiostream.classify, ``out_of_fold``)
+    folds: list[tuple[tuple[str, ...], torch.nn.Module]] = field(default_factory=list)
 
 
 def cached_features(npz: Path, arrays: dict) -> np.ndarray:
@@ -174,13 +178,14 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
 
     starts = {r: arrays[r]["rhythm_start_us"] / 1e6 for r in cfg.records}
     cv_pred: dict[str, np.ndarray] = {}
-    points, oof = [], []
+    points, oof, fold_models = [], [], []
     for fold in folds_of(cfg.records, labels, cfg.folds):
         train = [r for r in cfg.records if r not in fold]
         point = outer_point(cfg, train, feats, labels, starts)
         points.append(point | {"test_records": list(fold)})
         model = fit(np.concatenate([feats[r] for r in train]),
                     np.concatenate([labels[r] for r in train]), cfg, point["threshold"])
+        fold_models.append((tuple(fold), model))
         for r in fold:
             cv_pred[r] = decide(predict_windows(model, feats[r]), feats[r])
             if cfg.af_head:
@@ -198,7 +203,7 @@ def train_rhythm(cfg: RhythmTrainConfig, data_dir: Path, cache_dir: Path,
         summary["af_episodes"] = score_cv(arrays, cv_pred, data_dir, Path(cv_dir), spec)
     return RhythmTrainResult(final, cfg, cv_pred, summary["windows"],
                              {n: h for n, (_, h) in paths.items()}, time.perf_counter() - t0,
-                             summary)
+                             summary, fold_models)
 
 
 def decide(pred: np.ndarray, feats: np.ndarray) -> np.ndarray:
@@ -241,7 +246,21 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
         "metrics": {"cv": result.cv_summary},
     }
     example = (torch.zeros(2, 1, 8), torch.ones(2, len(RHYTHM_FEATURES)))
-    return export_model(result.model, example, Path(folder) / "rhythm", meta)
+    out = export_model(result.model, example, Path(folder) / "rhythm", meta)
+    for k, (tested, model) in enumerate(result.folds):
+        fold_meta = {key: v for key, v in meta.items() if key not in ("metrics", "af_gate")} | {
+            "version": f"{meta['version']}-fold{k}", "fold": k, "test_records": list(tested),
+            "training_records": {r: h for r, h in result.record_hashes.items()
+                                 if r not in tested},
+            "af_gate": {"threshold": float(getattr(model, "threshold", 0.5))}}
+        export_model(model, example, fold_folder(out, k), fold_meta)
+    return out
+
+
+def fold_folder(rhythm_folder: Path, k: int) -> Path:
+    """Where fold ``k``'s model lives: a model folder of its own (``load_model(.., "rhythm")``
+    on its parent), under the exported rhythm model."""
+    return Path(rhythm_folder) / "folds" / f"fold-{k}" / "rhythm"
 
 
 def _af_gate_meta(result: RhythmTrainResult) -> dict:
@@ -279,14 +298,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--records", default="ALL", help="records or sets (default ALL)")
     ap.add_argument("--af-head", action=argparse.BooleanOptionalAction,
                     default=RhythmTrainConfig.af_head, help="the logistic AF gate")
     ap.add_argument("--af-threshold", type=float, default=None,
                     help="fixed gate threshold (default: chosen by nested inner CV)")
     args = ap.parse_args(argv)
     settings = load_settings()
+    from cardiostream.records import expand_records
+
     result = train_rhythm(RhythmTrainConfig(seed=args.seed, af_head=args.af_head,
-                                            af_threshold=args.af_threshold),
+                                            af_threshold=args.af_threshold,
+                                            records=tuple(expand_records([args.records]))),
                           settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
                           cv_dir=args.out / "cv")
     save_candidate(result, args.out)

@@ -91,11 +91,15 @@ def rhythm(
     data: DataDir = None,
     seed: int = typer.Option(0, help="Random seed."),
     folds: int = typer.Option(5, min=2, help="Patient-level cross-validation folds."),
+    records: Annotated[list[str] | None, typer.Option("--records", help=(
+        "Records or sets to train on (default ALL: the 44 non-paced records; DS1 gives "
+        "the model DS2's beat evaluation may use, cardiostream.beat_context)."))] = None,
 ) -> None:
-    """Train the rhythm detector (patient-level CV report, final fit on all records)."""
+    """Train the rhythm detector (patient-level CV report, final fit on all its records)."""
     import json
     import time
 
+    from cardiostream.records import NON_PACED, expand_records
     from cardiostream.settings import load_settings
     from cardiostream.signal import DEFAULT_SPEC
     from training.rhythm import RhythmTrainConfig, export_rhythm, train_rhythm
@@ -103,7 +107,8 @@ def rhythm(
     t0 = time.perf_counter()
     settings = load_settings()
     out_dir = out or settings.paths.model_dir
-    result = train_rhythm(RhythmTrainConfig(seed=seed, folds=folds),
+    chosen = tuple(expand_records(records)) if records else NON_PACED
+    result = train_rhythm(RhythmTrainConfig(seed=seed, folds=folds, records=chosen),
                           data or settings.paths.mitdb, settings.paths.cache_dir, DEFAULT_SPEC,
                           cv_dir=settings.paths.run_dir / "rhythm-cv")
     folder = export_rhythm(result, out_dir, DEFAULT_SPEC)
@@ -119,6 +124,15 @@ def evaluate(
         "Records or sets (default DS2: the held-out test patients)."))] = None,
     data: DataDir = None,
     card: bool = typer.Option(True, help="Write MODEL_CARD.md into the model folder."),
+    rhythm_model: Annotated[Path | None, typer.Option("--rhythm-model", exists=True,
+                                                      file_okay=False, help=(
+        "Take the rhythm model (rhythm annotations and the beats' AF context) from "
+        "DIR/rhythm instead: one trained without the test patients, e.g. models/ds1 "
+        "for DS2."))] = None,
+    rhythm_context: str = typer.Option("auto", help=(
+        "auto: each record's rhythm (annotations and the beats' AF context) from the "
+        "cross-validation fold model that never saw that patient whenever the rhythm "
+        "model was trained on the records evaluated; out-of-fold / exported force it.")),
 ) -> None:
     """Annotate with the model, score EC57 (both conventions), write JSON/Markdown/PNG."""
     import json
@@ -131,7 +145,8 @@ def evaluate(
     names = expand_records(records or ["DS2"])
     source = data or load_settings().paths.mitdb
     summary = run(model, names, out, source,
-                  on_record=lambda n, k: typer.echo(f"{n}: {k} beats annotated"))
+                  on_record=lambda n, k: typer.echo(f"{n}: {k} beats annotated"),
+                  rhythm_dir=rhythm_model, rhythm_context=rhythm_context)
     typer.echo((out / "report.md").read_text())
     typer.echo(json.dumps(summary["headline"], indent=1))
     if card:
