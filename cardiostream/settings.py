@@ -132,6 +132,7 @@ class ProcessorSettings(_Group):
     device_idle_s: float = Field(120.0, gt=0)        # silent this long: segment closed, forgotten
     session_timeout_s: float = Field(10.0, gt=0)     # a killed worker's partitions move after this
     commit_interval_s: float = Field(1.0, gt=0)
+    fetch_max_wait_ms: int = Field(100, ge=1, le=1500)  # broker may hold a fetch this long
     producer_linger_ms: float = Field(10.0, ge=0)    # batch windows: one request per batch
     producer_max_batch_bytes: int = Field(1_048_576, gt=0)
     web_port: int | None = None                      # Faust web UI; None = disabled

@@ -153,6 +153,12 @@ def _compare(report, evaluate_json: Path, out: Path, ext: str, records: list[str
     offline annotation files sit beside the JSON, a beat-for-beat diff per record."""
     offline = json.loads(evaluate_json.read_text())
     offline = offline.get("dechazal", offline)
+    summary = evaluate_json.parent / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("rhythm_out_of_fold"):
+        console.print("[yellow]warning:[/] that evaluation took each record's rhythm from "
+                      "its cross-validation fold model, the live worker the shipped one: "
+                      "rhythm marks and beats in AF context may differ (compare with "
+                      "`cardiostream evaluate --rhythm-context exported`)")
     worst = 0.0
     for cls, stats in report.gross_classes.items():
         for key in ("se", "ppv"):

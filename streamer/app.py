@@ -112,6 +112,7 @@ def create_app(settings: Settings, *, app_id: str | None = None,
     import faust
 
     from streamer.agents import register
+    from streamer.fetch import transport_with_fetch_wait
 
     cfg = settings.processor
     app = faust.App(
@@ -139,6 +140,7 @@ def create_app(settings: Settings, *, app_id: str | None = None,
         # wait for them; the records not acked are processed again by the next owner.
         stream_wait_empty=False,
     )
+    app.transport = transport_with_fetch_wait(app, cfg.fetch_max_wait_ms)   # streamer/fetch.py
     app.processor = register(app, settings, dsp=dsp)
     return app
 
