@@ -5,8 +5,9 @@ Offline twin of the inference worker's decision: the same ``load_model``, the sa
 model's ``RateRules`` (pause, brady, tachy) and the beats' rhythm context
 (``beat_context``), exactly as ``inference.predictor`` decides; results become
 annotations through ``result_annotations`` (the one conversion replay scoring uses
-too). So ``cardiostream evaluate`` and a live
-replay write the same file for the same windows. torch is imported lazily.
+too). So ``cardiostream evaluate`` and a live replay write the same file for the same
+windows (with the same rhythm model: ``out_of_fold`` takes each record's from the CV
+fold that never saw it). torch is imported lazily.
 """
 
 from __future__ import annotations
