@@ -88,7 +88,8 @@ def consumer_kwargs(kafka: KafkaSettings, *, group_id: str | None = None,
     """A consumer that reads committed data only and starts where ``auto_offset_reset`` says."""
     return {**client_kwargs(kafka), "group_id": group_id,
             "auto_offset_reset": auto_offset_reset, "isolation_level": "read_committed",
-            "enable_auto_commit": group_id is not None}
+            "enable_auto_commit": group_id is not None,
+            "fetch_max_wait_ms": kafka.fetch_max_wait_ms}
 
 
 def subscribe_when_known(consumer: Any, topics: list[str], listener: Any = None,

@@ -140,7 +140,7 @@ def create_app(settings: Settings, *, app_id: str | None = None,
         # wait for them; the records not acked are processed again by the next owner.
         stream_wait_empty=False,
     )
-    app.transport = transport_with_fetch_wait(app, cfg.fetch_max_wait_ms)   # streamer/fetch.py
+    app.transport = transport_with_fetch_wait(app, settings.kafka.fetch_max_wait_ms)
     app.processor = register(app, settings, dsp=dsp)
     return app
 

@@ -8,7 +8,8 @@ gateway bundles/s x 1.5 s) and window latency p50 <= 2.5-5 s instead of <= 0.5 s
 in 4 of 5 paced runs (bench/bench_processor_realtime.py, docs/benchmarks.md).
 With the wait capped at 100 ms the same runs kept the lag under ~30 records and
 latency p50 <= 0.5 s, p99 <= 1 s. An alarm pipeline must not hold signal back
-for a fetch timer: ``processor.fetch_max_wait_ms`` (default 100) sets it.
+for a fetch timer: ``kafka.fetch_max_wait_ms`` (default 100) sets it, for the
+kafka-python consumers too (``cardiostream.kafka_config``).
 
 The cap is applied through Faust's own extension points: a Transport whose
 Consumer's thread creates the aiokafka consumer as Faust does, then sets the

@@ -1,4 +1,4 @@
-"""The processor's Kafka consumer waits at most ``processor.fetch_max_wait_ms`` per fetch
+"""The processor's Kafka consumer waits at most ``kafka.fetch_max_wait_ms`` per fetch
 (Faust hard-codes 1.5 s; streamer/fetch.py says why)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from streamer.fetch import FetchWaitTransport
 
 def test_worker_consumer_gets_the_configured_fetch_wait() -> None:
     settings = load_settings()
-    settings = settings.model_copy(update={"processor": settings.processor.model_copy(
+    settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(
         update={"fetch_max_wait_ms": 80})})
 
     async def build():
@@ -27,4 +27,11 @@ def test_worker_consumer_gets_the_configured_fetch_wait() -> None:
 
 
 def test_default_cap_is_well_under_fausts_hard_coded_wait() -> None:
-    assert load_settings().processor.fetch_max_wait_ms <= 100
+    assert load_settings().kafka.fetch_max_wait_ms <= 100
+
+
+def test_kafka_python_consumers_get_the_same_cap() -> None:
+    from cardiostream.kafka_config import consumer_kwargs
+
+    assert consumer_kwargs(load_settings().kafka)["fetch_max_wait_ms"] == \
+        load_settings().kafka.fetch_max_wait_ms
