@@ -23,6 +23,7 @@ from cardiostream.features import (
     LoadedModel,
     RateRules,
     beat_inputs,
+    load_fold_models,
     load_model,
     rhythm_inputs,
 )
@@ -62,7 +63,8 @@ class ModelLabeller:
         if rhythm_dir is not None and not has_rhythm:
             raise FileNotFoundError(f"no rhythm model in {rhythm_home / 'rhythm'}")
         self.rhythm = load_model(rhythm_home, "rhythm") if has_rhythm else None
-        self.folds = _fold_models(rhythm_home / "rhythm") if out_of_fold and has_rhythm else {}
+        self.folds = load_fold_models(rhythm_home / "rhythm") if out_of_fold and has_rhythm \
+            else {}
         if out_of_fold and not self.folds:
             raise FileNotFoundError(f"no cross-validation fold models in {rhythm_home}/rhythm"
                                     "/folds (train the rhythm model again to write them)")
@@ -114,15 +116,6 @@ class ModelLabeller:
         beats = beats_in_context(beats, rhythms)
         hop_s = float(self.beat.metadata["spec"]["rhythm_hop_s"])
         return annotations_from_results(beats, rhythms, start_us, record.fs_hz, hop_s)
-
-
-def _fold_models(rhythm_folder: Path) -> dict[str, LoadedModel]:
-    """record -> the fold model tested on it, from RHYTHM/folds/fold-K/rhythm."""
-    out: dict[str, LoadedModel] = {}
-    for sub in sorted((rhythm_folder / "folds").glob("fold-*")):
-        model = load_model(sub, "rhythm")
-        out |= {r: model for r in model.metadata["test_records"]}
-    return out
 
 
 def _bpm(beat_times_us: tuple[int, ...]) -> float:

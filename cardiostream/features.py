@@ -244,3 +244,18 @@ def load_model(folder: Path, kind: str, device: str = "cpu") -> LoadedModel:
                              f"!= this code's {expected} for {kind} models")
     program = torch.jit.load(str(ts_path), map_location=device).eval()
     return LoadedModel(program, meta)
+
+
+def fold_model_dir(rhythm_folder: Path, k: int) -> Path:
+    """The model folder of cross-validation fold ``k`` under an exported rhythm model
+    (``DIR/rhythm/folds/fold-K``, holding ``rhythm/``): written by ``training.rhythm``."""
+    return Path(rhythm_folder) / "folds" / f"fold-{k}"
+
+
+def load_fold_models(rhythm_folder: Path) -> dict[str, LoadedModel]:
+    """record -> the fold model that was tested on it (empty when none were exported)."""
+    out: dict[str, LoadedModel] = {}
+    for sub in sorted((Path(rhythm_folder) / "folds").glob("fold-*")):
+        model = load_model(sub, "rhythm")
+        out |= {r: model for r in model.metadata["test_records"]}
+    return out

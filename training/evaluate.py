@@ -36,11 +36,15 @@ def _out_of_fold(rhythm_home: Path, records: Sequence[str], mode: str) -> bool:
         raise ValueError(f"rhythm_context={mode!r}; choose auto, out-of-fold or exported")
     if mode != "auto":
         return mode == "out-of-fold"
-    meta = rhythm_home / "rhythm" / "metadata.json"
+    return bool(rhythm_trained_on(rhythm_home, records))
+
+
+def rhythm_trained_on(rhythm_home: Path, records: Sequence[str]) -> list[str]:
+    """Those of ``records`` that the rhythm model in RHYTHM_HOME/rhythm was trained on."""
+    meta = Path(rhythm_home) / "rhythm" / "metadata.json"
     if not meta.exists():
-        return False
-    trained = set(json.loads(meta.read_text()).get("training_records", {}))
-    return bool(trained & set(records))
+        return []
+    return sorted(set(json.loads(meta.read_text()).get("training_records", {})) & set(records))
 
 
 def headline(report_json: dict) -> dict:

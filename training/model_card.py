@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from cardiostream.beat_context import CONTEXT_WINDOWS
-from training.evaluate import TARGETS
+from training.evaluate import TARGETS, rhythm_trained_on
 
 
 def _ensemble_lines(beat: dict, cfg: dict) -> list[str]:
@@ -93,11 +93,9 @@ def render(model_dir: Path, eval_dir: Path) -> str:
     dc, bxb = report["dechazal"], report["bxb"]
     cfg = beat["config"]
     ctx_dir = Path(summary.get("rhythm_model") or model_dir)
-    ctx_path = ctx_dir / "rhythm" / "metadata.json"
-    ctx = json.loads(ctx_path.read_text()) if ctx_path.exists() else None
+    has_ctx = (ctx_dir / "rhythm" / "metadata.json").exists()
     oof = bool(summary.get("rhythm_out_of_fold"))
-    seen = [] if oof else sorted(set((ctx or {}).get("training_records", {}))
-                                 & set(summary["records"]))
+    seen = [] if oof else rhythm_trained_on(ctx_dir, summary["records"])
     source = (f"each record's cross-validation fold model of `{ctx_dir}/rhythm` (the fold "
               "whose training excluded that patient)" if oof else f"`{ctx_dir}/rhythm`")
     title = beat["version"] + (f" + {rhythm['version']}" if rhythm else "")
@@ -125,7 +123,7 @@ def render(model_dir: Path, eval_dir: Path) -> str:
            f"The rhythm decisions here come from {source}: "
            + ("no model that saw the patient." if not seen else
               f"its training records include {', '.join(seen)}: the context is in-sample "
-              "for them.")] if ctx else []),
+              "for them.")] if has_ctx else []),
         "", "### DS2, de Chazal convention (e, j, n counted as N) — acceptance", "",
         *_acceptance(summary["headline"]), "", *_classes_table(dc), "", *_matrix(dc), "",
         "### DS2, bxb convention (e, j, n counted as S; PhysioNet's figures)", "",
@@ -141,10 +139,8 @@ def render(model_dir: Path, eval_dir: Path) -> str:
                   *([f"- AF gate: {gate['model']}, over {gate['features']} "
                      "(docs/evaluation/rhythm_cv.md)."] if gate else []),
                   "", (f"AF (AFIB+AFL) episodes on these records from {source} "
-                       + ("(out of sample):" if oof else
-                          "(its training set excludes these patients: out of sample):"
-                          if ctx and not seen else
-                          "(its training set includes them: in-sample, see CV below):")), "",
+                       + ("(its training set includes them: in-sample, see CV below):"
+                          if seen else "(out of sample):")), "",
                   *_episodes(dc.get("episodes")), "",
                   "Patient-level cross-validation (out-of-fold), AF episodes, from 5:00:", "",
                   *_episodes((cv.get("af_episodes") or {}).get("gross")), ""]

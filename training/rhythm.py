@@ -228,7 +228,7 @@ def code_of(k: int) -> str:
 
 
 def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> Path:
-    from cardiostream.features import RateRules
+    from cardiostream.features import RateRules, fold_model_dir
     from training.export import base_metadata, export_model
 
     cfg = result.config
@@ -253,14 +253,8 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
             "training_records": {r: h for r, h in result.record_hashes.items()
                                  if r not in tested},
             "af_gate": {"threshold": float(getattr(model, "threshold", 0.5))}}
-        export_model(model, example, fold_folder(out, k), fold_meta)
+        export_model(model, example, fold_model_dir(out, k) / "rhythm", fold_meta)
     return out
-
-
-def fold_folder(rhythm_folder: Path, k: int) -> Path:
-    """Where fold ``k``'s model lives: a model folder of its own (``load_model(.., "rhythm")``
-    on its parent), under the exported rhythm model."""
-    return Path(rhythm_folder) / "folds" / f"fold-{k}" / "rhythm"
 
 
 def _af_gate_meta(result: RhythmTrainResult) -> dict:
@@ -292,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     import argparse
     import json
 
+    from cardiostream.records import expand_records
     from cardiostream.settings import load_settings
     from cardiostream.signal import DEFAULT_SPEC
 
@@ -305,8 +300,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="fixed gate threshold (default: chosen by nested inner CV)")
     args = ap.parse_args(argv)
     settings = load_settings()
-    from cardiostream.records import expand_records
-
     result = train_rhythm(RhythmTrainConfig(seed=args.seed, af_head=args.af_head,
                                             af_threshold=args.af_threshold,
                                             records=tuple(expand_records([args.records]))),

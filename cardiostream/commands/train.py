@@ -93,7 +93,7 @@ def rhythm(
     folds: int = typer.Option(5, min=2, help="Patient-level cross-validation folds."),
     records: Annotated[list[str] | None, typer.Option("--records", help=(
         "Records or sets to train on (default ALL: the 44 non-paced records; DS1 gives "
-        "the model DS2's beat evaluation may use, cardiostream.beat_context)."))] = None,
+        "a rhythm model that has not seen DS2, for evaluate --rhythm-model)."))] = None,
 ) -> None:
     """Train the rhythm detector (patient-level CV report, final fit on all its records)."""
     import json
@@ -127,8 +127,8 @@ def evaluate(
     rhythm_model: Annotated[Path | None, typer.Option("--rhythm-model", exists=True,
                                                       file_okay=False, help=(
         "Take the rhythm model (rhythm annotations and the beats' AF context) from "
-        "DIR/rhythm instead: one trained without the test patients, e.g. models/ds1 "
-        "for DS2."))] = None,
+        "DIR/rhythm instead: one trained without the test patients, e.g. by "
+        "'cardiostream train rhythm --records DS1 --out DIR' for DS2."))] = None,
     rhythm_context: str = typer.Option("auto", help=(
         "auto: each record's rhythm (annotations and the beats' AF context) from the "
         "cross-validation fold model that never saw that patient whenever the rhythm "
