@@ -115,6 +115,8 @@ def create_app(settings: Settings, *, app_id: str | None = None,
     from streamer.fetch import transport_with_fetch_wait
 
     cfg = settings.processor
+    faust_dir = settings.paths.run_dir / "faust"
+    faust_dir.mkdir(parents=True, exist_ok=True)      # Faust creates only the last level
     app = faust.App(
         app_id or cfg.app_id,
         broker=broker_url(settings.kafka),
@@ -125,6 +127,9 @@ def create_app(settings: Settings, *, app_id: str | None = None,
         topic_partitions=settings.topics.partitions,
         topic_replication_factor=settings.topics.replication_factor,
         store="memory://",
+        # Faust's default is "<app id>-data" in the current folder: keep it with the
+        # other run-time files, never in the operator's (or the repository's) folder.
+        datadir=str(faust_dir / "{conf.name}-data"),
         autodiscover=False,
         web_enabled=cfg.web_port is not None,
         web_port=cfg.web_port or 6066,

@@ -3,8 +3,8 @@
 Workers are ``cardiostream process`` / ``cardiostream infer`` child processes, exactly as
 operators (and compose) run them, with the Settings passed through ``CARDIOSTREAM_*``
 variables (``pipeline.launcher._settings_env``). Each runs in its own working folder
-(Faust writes ``<app_id>-data`` into the current folder) and serves its metrics on a port
-of its own, which is how the suite watches them from the outside.
+and serves its metrics on a port of its own, which is how the suite watches them from
+the outside.
 """
 
 from __future__ import annotations
