@@ -27,16 +27,24 @@ import math
 import re
 import struct
 from dataclasses import asdict, dataclass, field, fields
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from cardiostream.resample import ratio as resample_ratio
+from cardiostream.signal import DEFAULT_SPEC
+
 SCHEMA_VERSION = 1
 WINDOW_VERSION = 2    # windows topic only; 2: beat windows carry the patient's template
 MAX_LEADS = 12
 MAX_CHUNK_SAMPLES = 10_000
-SUPPORTED_FS_HZ = (128.0, 250.0, 256.0, 360.0, 500.0, 1000.0)
+DEVICE_FS_RANGE_HZ = (100.0, 2000.0)
+# Rates of real devices and databases, every one accepted (``supported_fs``): MIMIC 125,
+# Holter/LTAFDB 128, AFDB 250, 256, INCART 257, AliveCor/CinC 2017 300, MIT-BIH 360,
+# 500 and 1000 (12-lead carts). Tests and the simulator's checks draw from them.
+COMMON_FS_HZ = (125.0, 128.0, 250.0, 256.0, 257.0, 300.0, 360.0, 500.0, 1000.0)
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}\Z")  # \Z: "$" accepts a trailing newline
 LEAD_NAME_RE = re.compile(r"^[A-Za-z0-9_.+\-]{1,16}\Z")
 MAX_FUTURE_S = 86_400.0  # replay at max speed runs ahead of the wall clock by one record
@@ -81,6 +89,29 @@ def check_time_us(t_us: int, now_us: int | None) -> None:
 # --------------------------------------------------------------------------- samples
 
 
+@lru_cache(maxsize=256)
+def supported_fs(fs_hz: float) -> bool:
+    """Whether the processor takes a device sending at ``fs_hz``: any rate in
+    ``DEVICE_FS_RANGE_HZ`` that is a ratio of whole numbers up to 1000 to the model's
+    rate (``resample.ratio``), so the stateful resampler's polyphase table stays small.
+
+    Why a rule and not a list: telemetry comes from devices and databases we do not
+    choose (125, 128, 257, 300 Hz ...), and a chunk at a rate the DSP can resample
+    exactly must not be dead-lettered. 359.9 Hz (3599/10) is refused: it is a clock
+    fault, not a rate, and its table would hold 3600 phases.
+    """
+    lo, hi = DEVICE_FS_RANGE_HZ
+    if not (isinstance(fs_hz, (int, float)) and math.isfinite(fs_hz) and lo <= fs_hz <= hi):
+        return False
+    if float(Fraction(fs_hz).limit_denominator(1000)) != fs_hz:   # not a small fraction
+        return False
+    try:
+        resample_ratio(fs_hz, DEFAULT_SPEC.fs_hz)
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class SampleChunk:
     """Consecutive samples of one device. ``adc`` is lead-first ``(n_leads, n)`` int16."""
@@ -118,8 +149,9 @@ class SampleChunk:
                  "bad_unit", repr(self.unit))
         _require(0 <= self.seq < 2**63, "bad_seq", str(self.seq))
         _require(-(2**63) <= self.t0_us < 2**63, "bad_time", str(self.t0_us))
-        _require(math.isfinite(self.fs_hz) and self.fs_hz in SUPPORTED_FS_HZ, "bad_fs",
-                 f"{self.fs_hz} not in {SUPPORTED_FS_HZ}")
+        _require(supported_fs(self.fs_hz), "bad_fs",
+                 f"{self.fs_hz} Hz: need {DEVICE_FS_RANGE_HZ[0]:g}-{DEVICE_FS_RANGE_HZ[1]:g} Hz "
+                 f"and a ratio of whole numbers <= 1000 to {DEFAULT_SPEC.fs_hz:g} Hz")
         n_leads = len(self.leads)
         _require(1 <= n_leads <= MAX_LEADS, "bad_leads", f"{n_leads} leads")
         _require(all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in self.leads),

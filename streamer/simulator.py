@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from cardiostream.records import Record, load_record
-from cardiostream.schemas import MAX_CHUNK_SAMPLES, SUPPORTED_FS_HZ, SampleChunk, encode_chunk
+from cardiostream.schemas import MAX_CHUNK_SAMPLES, SampleChunk, encode_chunk, supported_fs
 from cardiostream.settings import Settings
 from streamer import faults as F
 from streamer.gateway import GatewayBundler
@@ -94,8 +94,9 @@ def resample_record(record: Record, fs_hz: float) -> Record:
     """The record at ``fs_hz`` (polyphase FIR, scipy ``resample_poly``), still int16 counts."""
     from scipy.signal import resample_poly
 
-    if fs_hz not in SUPPORTED_FS_HZ:
-        raise ValueError(f"fs_hz={fs_hz} not in {SUPPORTED_FS_HZ}")
+    if not supported_fs(fs_hz):
+        raise ValueError(f"fs_hz={fs_hz}: no device may send at that rate "
+                         "(cardiostream.schemas.supported_fs)")
     if fs_hz == record.fs_hz:
         return record
     ratio = Fraction(fs_hz / record.fs_hz).limit_denominator(1000)

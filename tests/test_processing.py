@@ -78,6 +78,31 @@ def test_250hz_device_gives_the_same_beats_as_360hz():
     assert np.abs(ta - tb).max() <= 2 * 1e6 / FS          # within 2 model samples
 
 
+@pytest.mark.parametrize("fs_in", [125.0, 257.0, 300.0, 1000.0])
+def test_devices_at_other_common_rates_give_the_360hz_beats_whatever_the_chunking(fs_in):
+    """MIMIC 125 Hz, INCART 257 Hz, AliveCor 300 Hz, a 1 kHz cart: every rate
+    ``schemas.supported_fs`` accepts is resampled to the model rate; the beats are those of
+    the 360 Hz signal and, as at 360 Hz, do not depend on the chunk size."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    from cardiostream.schemas import supported_fs
+
+    assert supported_fs(fs_in)
+    truth = rr_series(400, list(np.random.default_rng(7).uniform(0.45, 1.2, 40)))
+    x = synth_ecg(truth, int(truth[-1] + 500))
+    r = Fraction(fs_in / FS).limit_denominator(1000)
+    rec = as_record(resample_poly(x, r.numerator, r.denominator, axis=1), fs=fs_in)
+    a, b = (process_record(rec, DEFAULT_SPEC, chunk_s=c, start_us=START_US) for c in (0.5, 0.37))
+    assert all(same(u, v) for u, v in zip(a.beats + a.rhythms, b.beats + b.rhythms, strict=True))
+    ref = process_record(as_record(x), DEFAULT_SPEC, start_us=START_US)
+    ta = np.array([w.r_time_us for w in ref.beats])
+    tb = np.array([w.r_time_us for w in a.beats])
+    assert len(ta) == len(tb) == len(truth)
+    assert np.abs(ta - tb).max() <= 3 * 1e6 / FS          # within 3 model samples (8 ms)
+
+
 def test_chunk_size_does_not_change_windows_of_a_resampled_device():
     from scipy.signal import resample_poly
 

@@ -15,11 +15,11 @@ from hypothesis.extra import numpy as hnp
 
 from cardiostream.schemas import (
     _CHUNK_HEAD,
+    COMMON_FS_HZ,
     DEVICE_ID_RE,
     LEAD_NAME_RE,
     MAX_FUTURE_S,
     MAX_PAST_S,
-    SUPPORTED_FS_HZ,
     SampleChunk,
     SchemaError,
     chunk_to_json,
@@ -43,7 +43,7 @@ def chunks(draw, max_samples: int = 400) -> SampleChunk:
         device_id=draw(ids),
         seq=draw(st.integers(0, 2**63 - 1)),
         t0_us=draw(st.integers(-(2**63), 2**63 - 1)),
-        fs_hz=draw(st.sampled_from(SUPPORTED_FS_HZ)),
+        fs_hz=draw(st.sampled_from(COMMON_FS_HZ)),
         leads=tuple(draw(st.lists(lead_names, min_size=n_leads, max_size=n_leads))),
         gain=tuple(draw(st.lists(gains, min_size=n_leads, max_size=n_leads))),
         baseline=tuple(draw(st.lists(st.integers(-(2**31), 2**31 - 1), min_size=n_leads,
@@ -284,3 +284,18 @@ def _one_chunk(**over) -> SampleChunk:
                 gain=(200.0, 200.0), baseline=(1024, 1024),
                 adc=np.array([[1000, 1010, 1020], [990, 995, 1000]], dtype=np.int16))
     return SampleChunk(**{**base, **over})
+
+
+@pytest.mark.parametrize("fs", COMMON_FS_HZ + (200.0, 240.0, 100.0, 2000.0))
+def test_chunks_from_devices_at_any_resamplable_rate_are_accepted(fs):
+    chunk = SampleChunk(device_id="bed-1", seq=0, t0_us=NOW_US, fs_hz=fs, leads=("II",),
+                        gain=(200.0,), baseline=(0,), adc=np.zeros((1, 10), np.int16))
+    assert decode_chunk(encode_chunk(chunk), NOW_US).fs_hz == fs
+
+
+@pytest.mark.parametrize("fs", [99.0, 2001.0, 359.9, 333.3, 500.5, 1e-300, -360.0])
+def test_rates_out_of_range_or_without_a_small_ratio_to_the_model_rate_are_refused(fs):
+    chunk = SampleChunk(device_id="bed-1", seq=0, t0_us=NOW_US, fs_hz=fs, leads=("II",),
+                        gain=(200.0,), baseline=(0,), adc=np.zeros((1, 10), np.int16))
+    with pytest.raises(SchemaError, match="bad_fs"):
+        decode_chunk(encode_chunk(chunk), NOW_US)
