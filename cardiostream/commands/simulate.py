@@ -32,7 +32,9 @@ def simulate(
     loop: Annotated[bool, Opt("--loop/--once", help="Replay forever or once.")] = True,
     chunk_s: Annotated[float, Opt(min=0.001, help="Seconds of signal per message.")] = 0.5,
     unit: Annotated[str, Opt(help="Care unit of every device.")] = "ward-1",
-    fs: Annotated[float | None, Opt(help="Resample records to this rate, as a device at that rate would send them (100-2000 Hz: 125, 250, 257, 300, 500 ...; cardiostream.schemas.supported_fs).")] = None,
+    fs: Annotated[float | None, Opt(help=(
+        "Resample records to this rate, as a device at that rate would send them "
+        "(100-2000 Hz: 125, 250, 257, 300, 500 ...; cardiostream.schemas.supported_fs)."))] = None,
     seconds: Annotated[float | None, Opt(min=0.01, help="Replay only the first SECONDS "
                                          "of each record.")] = None,
     duration_s: Annotated[float | None, Opt(min=0.0, help="Stop after this wall time.")] = None,
