@@ -63,6 +63,9 @@ DEAD_LETTERS = Counter("cardiostream_dead_letters",
 DUPLICATES = Counter("cardiostream_duplicates", "Chunks dropped as redelivered duplicates.")
 REORDERED = Counter("cardiostream_reordered", "Chunks that arrived out of order.")
 GAPS = Counter("cardiostream_gaps", "Gaps in a device's sample sequence (segment restarted).")
+UNKNOWN_LEADS = Counter("cardiostream_segments_unknown_leads",
+                        "Device segments started with none of the leads the models read "
+                        "(SignalSpec.first_leads): the models read the device's first lead.")
 
 # ------------------------------------------------------------------ lag, latency, batching
 CONSUMER_LAG = Gauge("cardiostream_consumer_lag",
@@ -104,8 +107,8 @@ PATIENT_SERIES_REFUSED = Counter("cardiostream_patient_series_refused",
                                  "Per-patient updates refused because the series cap was reached.")
 
 CATALOGUE = (CHUNKS, SAMPLES, WINDOWS, BEATS, DEAD_LETTERS, DUPLICATES, REORDERED, GAPS,
-             CONSUMER_LAG, E2E_LATENCY, BATCH_SIZE, INFERENCE_SECONDS, ALARMS, ALARMS_ACTIVE,
-             DEVICES_ACTIVE, HEARTBEAT, PATIENT_HEART_RATE, PATIENT_RHYTHM,
+             UNKNOWN_LEADS, CONSUMER_LAG, E2E_LATENCY, BATCH_SIZE, INFERENCE_SECONDS, ALARMS,
+             ALARMS_ACTIVE, DEVICES_ACTIVE, HEARTBEAT, PATIENT_HEART_RATE, PATIENT_RHYTHM,
              PATIENT_SIGNAL_QUALITY, PATIENT_ALARM_LEVEL, PATIENT_SERIES_REFUSED)
 
 

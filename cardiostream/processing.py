@@ -56,7 +56,7 @@ class DeviceState:
     device_id: str
     unit: str
     fs_in_hz: float
-    leads: tuple[str, ...]
+    leads: tuple[str, ...]        # as the device lists them (a change restarts the device)
     segment: int
     t0_us: int | None             # device time of the segment's first sample (None: no chunk yet)
     resampler: ResamplerState
@@ -68,10 +68,17 @@ class DeviceState:
     samples_in: int = 0           # input samples consumed in this segment
     last_detections: list[Beat] = field(default_factory=list)  # detector output, last call
     qrs_params: QRSParams = field(default=DEFAULT_QRS)
+    lead_order: tuple[int, ...] | None = None   # spec.lead_order(leads); None: as sent
 
     @property
     def n_leads(self) -> int:
         return len(self.leads)
+
+    @property
+    def model_leads(self) -> tuple[str, ...]:
+        """The leads in the order of every window's rows (``SignalSpec.lead_order``)."""
+        return self.leads if self.lead_order is None else \
+            tuple(self.leads[i] for i in self.lead_order)
 
 
 def new_device_state(spec: SignalSpec, device_id: str, unit: str, fs_in_hz: float,
@@ -84,8 +91,10 @@ def new_device_state(spec: SignalSpec, device_id: str, unit: str, fs_in_hz: floa
     if not (np.isfinite(fs_in_hz) and fs_in_hz > 0):
         raise ValueError(f"fs_in_hz must be positive, got {fs_in_hz}")
     n = len(leads)
+    order = spec.lead_order(leads)
     return DeviceState(spec=spec, device_id=device_id, unit=unit, fs_in_hz=float(fs_in_hz),
                        leads=leads, segment=segment, t0_us=t0_us,
+                       lead_order=None if order == tuple(range(n)) else order,
                        resampler=new_resampler(fs_in_hz, spec.fs_hz, n),
                        filt=new_filter_state(design_sos(spec), n),
                        qrs=new_qrs_state(spec.fs_hz, n, qrs_params), qrs_params=qrs_params)
@@ -108,7 +117,9 @@ def _sync_counters(state: DeviceState) -> None:
 
 def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
                   ) -> tuple[DeviceState, list[BeatWindow], list[RhythmWindow]]:
-    """Feed one chunk ``samples_mv`` (n_leads, n) float mV of device time ``t0_us``.
+    """Feed one chunk ``samples_mv`` (n_leads, n) float mV of device time ``t0_us``, its
+    rows in the device's lead order (``state.leads``); windows hold them in
+    ``state.model_leads`` order.
 
     Returns the windows that became complete.  An empty chunk is a no-op.
     Raises ValueError on a wrong shape or non-finite samples (validate at the edge).
@@ -121,6 +132,8 @@ def process_chunk(state: DeviceState, samples_mv: np.ndarray, t0_us: int
         return state, [], []
     if not np.isfinite(x).all():
         raise ValueError("chunk holds NaN or infinite samples")
+    if state.lead_order is not None:
+        x = x[state.lead_order, :]
     if state.t0_us is None:
         state.t0_us = int(t0_us)
     win = _windows_state(state)

@@ -278,6 +278,12 @@ class Pipeline:
             _, flushed = self.dsp.flush(dev.dsp)
         hint = self.segment_hints.pop(chunk.device_id, None)
         dev.segment = hint if hint is not None and dev.dsp is None else chunk.t0_us
+        if not self.spec.models_lead_known(chunk.leads):
+            metrics.UNKNOWN_LEADS.inc()
+            if getattr(dev.dsp, "leads", None) != chunk.leads:
+                log.warning("device %s sends leads %s, none of %s: the models read %s, "
+                            "a lead they were not trained on", chunk.device_id,
+                            list(chunk.leads), list(self.spec.first_leads), chunk.leads[0])
         dev.dsp = self.dsp.new_state(self.spec, chunk.device_id, chunk.unit, chunk.fs_hz,
                                      chunk.leads, chunk.t0_us, segment=dev.segment)
         self.new_segments[chunk.device_id] = (dev.partition, dev.segment)

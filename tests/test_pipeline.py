@@ -171,3 +171,19 @@ def test_a_dsp_failure_refuses_the_record_and_restarts_only_that_device():
     assert decode_dead_letter(out.dead[0][1]).reason == "dsp_error"
     assert "bed-1" not in p.devices and "bed-2" in p.devices
     assert p.stats["dsp_error"] == 1 and p.dead.counts["dsp_error"] == 1
+
+
+def test_a_device_without_the_models_lead_is_counted_and_logged_once(caplog):
+    from dataclasses import replace
+
+    from cardiostream import metrics
+
+    p = make_pipeline()
+    before = metrics.UNKNOWN_LEADS._value.get()
+    feed(p, chunk(0, device="bed-known"))
+    assert metrics.UNKNOWN_LEADS._value.get() == before
+    for seq in range(3):
+        feed(p, replace(chunk(seq, device="bed-odd"), leads=("ECG1", "ECG2")))
+    assert metrics.UNKNOWN_LEADS._value.get() == before + 1     # one segment, not 3 chunks
+    warned = [r for r in caplog.records if "bed-odd" in r.getMessage()]
+    assert len(warned) == 1 and "ECG1" in warned[0].getMessage()

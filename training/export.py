@@ -28,14 +28,15 @@ from cardiostream.signal import SignalSpec
 
 
 def git_commit() -> str:
-    """HEAD commit, suffixed '-dirty' when tracked files differ (honest provenance)."""
+    """HEAD commit, suffixed '-dirty' when tracked files of the training code or of the
+    shared core (the DSP, the spec, the features) differ (honest provenance)."""
     def run(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                               check=False).stdout.strip()
 
     head = run("rev-parse", "HEAD") or "unknown"
     dirty = run("status", "--porcelain", "--untracked-files=no", "--", "training",
-                "cardiostream/features.py")
+                "cardiostream")
     return head + ("-dirty" if dirty else "")
 
 
