@@ -35,4 +35,3 @@ def test_kafka_python_consumers_get_the_same_cap() -> None:
 
     assert consumer_kwargs(load_settings().kafka)["fetch_max_wait_ms"] == \
         load_settings().kafka.fetch_max_wait_ms
-
