@@ -60,19 +60,20 @@ class SignalSpec:
         """
         keys = [lead_key(name) for name in leads]
         ranked = [lead_key(name) for name in self.first_leads]
-        if not keys or keys[0] in ranked:
-            return tuple(range(len(keys)))
-        for wanted in ranked:
-            if wanted in keys:
-                first = keys.index(wanted)
-                return (first, *(i for i in range(len(keys)) if i != first))
+        if keys and keys[0] not in ranked:
+            for wanted in ranked:
+                if wanted in keys:
+                    first = keys.index(wanted)
+                    return (first, *(i for i in range(len(keys)) if i != first))
         return tuple(range(len(keys)))
 
     def models_lead_known(self, leads: tuple[str, ...] | list[str]) -> bool:
         """Whether ``lead_order`` puts one of ``first_leads`` in row 0 (else the models
         read a lead they were not trained on: the processor counts and logs it)."""
-        keys = {lead_key(name) for name in leads}
-        return any(lead_key(name) in keys for name in self.first_leads)
+        if not leads:
+            return False
+        row0 = lead_key(leads[self.lead_order(leads)[0]])
+        return any(lead_key(name) == row0 for name in self.first_leads)
 
     @property
     def beat_pre(self) -> int:
