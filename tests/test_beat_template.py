@@ -16,6 +16,9 @@ from cardiostream.beat_template import (
     TEMPLATE_BEATS,
     TIMELY_RR,
     TemplateState,
+    _median,
+    _pearson,
+    _rank_in,
     template_step,
 )
 from cardiostream.processing import process_record
@@ -75,6 +78,46 @@ def test_template_equals_the_deque_oracle(data):
     for g, w in zip(got, want, strict=True):
         assert g.dtype == np.float32 and g.shape == (2, SPAN)
         np.testing.assert_allclose(g, w, atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_sorted_rows_give_np_median_bit_for_bit(data):
+    """Every beat admitted: the kept-sorted rows are np.sort of the admitted beats and the
+    template is np.median over them, exactly (ties included: values from a small set)."""
+    n = data.draw(st.integers(1, 30))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
+    values = rng.normal(0, 1, 5).astype(np.float32)     # few distinct values: many ties
+    beats = [values[rng.integers(0, 5, (2, 7))] for _ in range(n)]
+    st_ = TemplateState()
+    admitted: deque = deque(maxlen=TEMPLATE_BEATS)
+    for x in beats:
+        got = template_step(st_, x, 1.0, 0.0) if len(admitted) < TEMPLATE_BEATS // 2 else \
+            _median(st_.ranked, st_.count).reshape(x.shape)
+        want = np.median(np.stack(admitted), axis=0) if admitted else x
+        np.testing.assert_array_equal(got, want)
+        if len(admitted) >= TEMPLATE_BEATS // 2:     # past the shape test: admit directly
+            full = st_.count == TEMPLATE_BEATS
+            _rank_in(st_.ranked, st_.count, x.reshape(-1),
+                     st_.ring[st_.next] if full else None)
+            st_.ring[st_.next] = x.reshape(-1)
+            st_.next, st_.count = (st_.next + 1) % TEMPLATE_BEATS, \
+                min(st_.count + 1, TEMPLATE_BEATS)
+        admitted.append(x)
+        np.testing.assert_array_equal(st_.ranked[:st_.count],
+                                      np.sort(np.stack([b.reshape(-1) for b in admitted]),
+                                              axis=0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(3, 300))
+def test_pearson_equals_the_numpy_formula_bit_for_bit(seed, n):
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 1, (2, n)).astype(np.float32)
+    b = b + a * np.float32(rng.uniform(-2, 2))
+    a0, b0 = a - a.mean(), b - b.mean()
+    want = float(a0 @ b0) / max(float(np.linalg.norm(a0) * np.linalg.norm(b0)), 1e-12)
+    assert _pearson(a, b) == want
 
 
 def test_template_of_a_beat_ignores_that_beat_and_later_ones():
