@@ -110,7 +110,9 @@ class AlarmSettings(_Group):
     bigeminy_cycles: int = Field(4, ge=2)         # (non-V, V) pairs in a row
     trigeminy_cycles: int = Field(3, ge=2)        # (non-V, non-V, V) triples in a row
     pvc_rate_per_min: float = Field(10.0, gt=0)   # V beats in the last minute: high PVC rate
-    rhythm_on_windows: int = Field(2, ge=1)       # consecutive rhythm windows to raise AF/VF/SVT
+    rhythm_on_windows: int = Field(2, ge=1)       # consecutive rhythm windows to raise VF/SVT
+    af_on_windows: int = Field(11, ge=1)          # ... to raise AF: 11 windows of 10 s at a 2 s
+    #   hop span 30 s, the shortest AF episode of the ESC 2020 guideline (docs/rhythm_af.md)
     rhythm_off_windows: int = Field(3, ge=1)      # ... and not-that-rhythm windows to clear
     clear_after_s: float = Field(10.0, ge=0)      # beat conditions: false this long to clear
     event_hold_s: float = Field(60.0, ge=0)       # couplet/pause/run alarms stay up this long

@@ -292,7 +292,7 @@ def _model_conditions(ev: _Event, win: RhythmWindow, res: RhythmResult, yellow: 
     on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
     ev.streak("vfib", res.rhythm in VF_CODES, onset, on, off, beats)
     if yellow:
-        ev.streak("afib", res.rhythm in AF_CODES, onset, on, off, beats)
+        ev.streak("afib", res.rhythm in AF_CODES, onset, cfg.af_on_windows, off, beats)
     for key, code in (("vt", "VT"), ("svt", "SVTA")):
         if (key == "vt" and not cfg.vt_from_rhythm_model) or (key == "svt" and not yellow):
             continue

@@ -159,15 +159,33 @@ def test_asystole_and_pause() -> None:
 
 
 def test_lead_off_suppresses_rhythm_alarms_while_it_lasts() -> None:
-    times = grid(0.0, 40.0, 0.8)
+    times = grid(0.0, 50.0, 0.8)
     events = beats_at(times)
     events += [rhythm(e, times, "AFIB", ("good", "flat")) for e in grid(10.0, 20.0, 2.0)]
-    events += [rhythm(e, times, "AFIB") for e in grid(20.0, 30.0, 2.0)]
+    events += [rhythm(e, times, "AFIB") for e in grid(20.0, 42.0, 2.0)]
     rows, _, _ = run(events)
     # lead 1 flat in windows ending 10..18 s; two good windows (20, 22) clear it; the AF
-    # streak only starts once every lead is good: raised at 22 s (onset = centre of 20 s win)
+    # streak only starts once every lead is good: its 11th window ends at 40 s (onset =
+    # centre of the 20 s window)
+    assert CFG.af_on_windows == 11
     assert rows == [("leads_off", "raised", 0.0, 10.0), ("leads_off", "cleared", 0.0, 22.0),
-                    ("afib", "raised", 15.0, 22.0)]
+                    ("afib", "raised", 15.0, 40.0)]
+
+
+@pytest.mark.parametrize("af_windows", [10, 11])
+def test_af_is_raised_after_30_s_of_af_windows_and_dated_from_the_first(af_windows) -> None:
+    """AF needs ``af_on_windows`` (11: 10 s windows at a 2 s hop span 30 s, the guideline's
+    shortest AF episode) consecutive AF windows; VF keeps ``rhythm_on_windows`` (2)."""
+    times = grid(0.0, 60.0, 0.8)
+    ends = grid(12.0, 12.0 + 2.0 * af_windows, 2.0)
+    events = beats_at(times) + [rhythm(e, times, "AFIB") for e in ends]
+    events += [rhythm(e, times) for e in grid(ends[-1] + 2.0, 60.0, 2.0)]
+    rows, _, _ = run(events)
+    if af_windows < CFG.af_on_windows:
+        assert [r for r in rows if r[0] == "afib"] == []
+    else:
+        assert rows[0] == ("afib", "raised", 7.0, 32.0)
+        assert ("afib", "cleared", 7.0, 38.0) in rows   # 3rd non-AF window after the last
 
 
 def test_all_leads_flat_is_leads_off_not_asystole() -> None:

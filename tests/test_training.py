@@ -112,7 +112,7 @@ def test_alarm_view_dates_the_alarm_layers_af_episodes():
     from training.rhythm_cv import alarm_view
 
     cfg = Settings().alarms
-    on, off = cfg.rhythm_on_windows, cfg.rhythm_off_windows
+    on, off = cfg.af_on_windows, cfg.rhythm_off_windows
     rng = np.random.default_rng(0)
     for trial in range(60):
         pred = rng.choice([0, 1, 2, 3], size=80, p=[0.4, 0.3, 0.2, 0.1])

@@ -12,7 +12,7 @@ records (a record's windows are never in both train and test); the exported
 model is then fitted on all of them. AF episodes are scored twice from the same
 out-of-fold decisions: per window (what ``cardiostream evaluate`` and the
 worker's RhythmResult say) and as the alarm layer would call them (the
-``rhythm_on_windows`` / ``rhythm_off_windows`` hysteresis of inference/alarms.py).
+``af_on_windows`` / ``rhythm_off_windows`` hysteresis of inference/alarms.py).
 
 AF evidence (``training.rhythm_af``): with ``af_head`` (the default) a logistic AF
 gate over the irregularity and ``cardiostream.rr_features`` P-wave/dominant-beat
@@ -236,7 +236,8 @@ def export_rhythm(result: RhythmTrainResult, folder: Path, spec: SignalSpec) -> 
         "classes": list(RHYTHM_MODEL_CLASSES), "leads_used": [0],
         "rhythm_features": list(RHYTHM_FEATURES), "rate_rules": asdict(RateRules()),
         "smoothing": {"model": "none (one decision per window)",
-                      "alarm_layer": "settings.alarms.rhythm_on_windows/rhythm_off_windows",
+                      "alarm_layer": "settings.alarms.af_on_windows (AF), rhythm_on_windows "
+                                     "(VF, VT, SVT), rhythm_off_windows",
                       "hop_s": spec.rhythm_hop_s},
         "input": {"x": ["B", 1, round(spec.rhythm_window_s * spec.rhythm_fs_hz)],
                   "feats": ["B", len(RHYTHM_FEATURES)], "x_used": False},

@@ -84,12 +84,12 @@ def score_cv(arrays: dict, cv_pred: dict[str, np.ndarray], data_dir: Path, cv_di
 
     Returns {"gross", "per_record", "note"} for the decisions as written per window,
     and under "alarm" the same for the decisions through the alarm layer's AF
-    hysteresis (``alarm_view``, settings.alarms.rhythm_on_windows / rhythm_off_windows).
+    hysteresis (``alarm_view``, settings.alarms.af_on_windows / rhythm_off_windows).
     """
     from cardiostream.settings import load_settings
 
     alarms = load_settings().alarms
-    on, off = alarms.rhythm_on_windows, alarms.rhythm_off_windows
+    on, off = alarms.af_on_windows, alarms.rhythm_off_windows
     names = list(cv_pred)
     _write_cv(arrays, {r: [code_of(k) for k in p] for r, p in cv_pred.items()}, cv_dir, spec)
     good = {r: (arrays[r]["rhythm_quality"] == "good").all(axis=1) for r in names}
