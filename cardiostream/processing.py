@@ -105,7 +105,8 @@ def _windows_state(state: DeviceState) -> WindowState:
         latency_us = round(latency_s(state.resampler, state.fs_in_hz) * _US)
         lookahead = plan_for(state.qrs_params, state.spec.fs_hz).half
         state.win = new_window_state(state.spec, state.n_leads, state.device_id, state.unit,
-                                     state.segment, int(state.t0_us or 0), latency_us, lookahead)
+                                     state.segment, int(state.t0_us or 0), latency_us, lookahead,
+                                     state.model_leads)
         state.win.beat_counter, state.win.window_counter = state.beat_counter, state.window_counter
     return state.win
 

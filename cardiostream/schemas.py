@@ -10,7 +10,8 @@ Kafka key = device id (UTF-8) on every topic. Four message families:
   sent to the partition all of them hash to (``encode_bundle``).
 * ``BeatWindow`` / ``RhythmWindow``  processor → windows topic. A small JSON
   header followed by a float32 payload (a beat window: its samples, then the
-  patient's template of the same shape; ``WINDOW_VERSION`` 2 added the template).
+  patient's template of the same shape; ``WINDOW_VERSION`` 2 added the template, 3
+  the rows' lead names, which technical alarms need to name the electrode).
 * ``BeatResult`` / ``RhythmResult``  inference → results topic (JSON audit trail).
 * ``Alarm``  inference → Redis (JSON), ``DeadLetter`` → dead-letter topic (JSON).
 
@@ -37,7 +38,9 @@ from cardiostream.resample import ratio as resample_ratio
 from cardiostream.signal import DEFAULT_SPEC
 
 SCHEMA_VERSION = 1
-WINDOW_VERSION = 2    # windows topic only; 2: beat windows carry the patient's template
+WINDOW_VERSION = 3    # windows topic only; 2: beat windows carry the patient's template;
+#   3: every window names its rows' leads (``leads``); v2 windows still decode (leads ())
+WINDOW_VERSIONS = (2, 3)
 MAX_LEADS = 12
 MAX_CHUNK_SAMPLES = 10_000
 DEVICE_FS_RANGE_HZ = (100.0, 2000.0)
@@ -390,6 +393,7 @@ class BeatWindow:
     quality: str                 # "good" | "noisy" | "flat" | "saturated"
     samples: np.ndarray = field(repr=False)   # (n_leads, span) float32 mV
     template: np.ndarray = field(repr=False)  # (n_leads, span) float32 mV (beat_template)
+    leads: tuple[str, ...] = ()  # the rows' lead names (SignalSpec.lead_order); (): not sent
     v: int = WINDOW_VERSION
     kind: str = "beat"
 
@@ -411,6 +415,7 @@ class RhythmWindow:
     quality: tuple[str, ...]      # one per lead
     sqi: tuple[float, ...]        # one per lead, 0 (unusable) .. 1 (clean)
     samples: np.ndarray = field(repr=False)   # (n_leads, n) float32 mV
+    leads: tuple[str, ...] = ()  # the rows' lead names (SignalSpec.lead_order); (): not sent
     v: int = WINDOW_VERSION
     kind: str = "rhythm"
 
@@ -449,7 +454,7 @@ def decode_window(buf: bytes) -> Window:
     _require(len(buf) >= _WINDOW_HEAD.size, "truncated", f"{len(buf)} bytes")
     magic, v, hlen = _WINDOW_HEAD.unpack_from(buf)
     _require(magic == _WINDOW_MAGIC, "bad_magic", magic.hex())
-    _require(v == WINDOW_VERSION, "bad_version", f"v={v}")
+    _require(v in WINDOW_VERSIONS, "bad_version", f"v={v}")
     _require(_WINDOW_HEAD.size + hlen <= len(buf), "truncated", "header")
     header = _json_obj(bytes(buf[_WINDOW_HEAD.size:_WINDOW_HEAD.size + hlen]))
     shape = header.pop("shape", None)
@@ -465,7 +470,7 @@ def decode_window(buf: bytes) -> Window:
     flat = np.frombuffer(payload, dtype="<f4").astype(np.float32)
     _require(bool(np.isfinite(flat).all()), "not_finite", "window samples")
     arrays = dict(zip(names, flat.reshape(len(names), *shape), strict=True))
-    for key in ("beat_times_us", "quality", "sqi"):
+    for key in ("beat_times_us", "quality", "sqi", "leads"):
         if key in header and isinstance(header[key], list):
             header[key] = tuple(header[key])
     try:
@@ -473,7 +478,17 @@ def decode_window(buf: bytes) -> Window:
     except TypeError as exc:
         raise SchemaError("missing_field", str(exc)[:200]) from None
     _check_device_id(win.device_id)
+    _check_window_leads(win.leads, shape[0])
     return win
+
+
+def _check_window_leads(leads: object, n_rows: int) -> None:
+    """A window's lead names: none (a v2 producer) or one valid name per row."""
+    if leads == ():
+        return
+    if not (isinstance(leads, tuple) and len(leads) == n_rows
+            and all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in leads)):
+        raise SchemaError("bad_leads", f"window leads {leads!r} for {n_rows} rows")
 
 
 # --------------------------------------------------------------------------- results
@@ -560,6 +575,7 @@ class Alarm:
     strip_start_us: int = 0
     beats: tuple[tuple[int, str], ...] = ()    # (r_time_us, label) that triggered it
     lead: int = -1                # lead index of a per-lead (technical) alarm, -1: none
+    lead_name: str = ""           # that lead's name (the window's ``leads``), "": unknown
     v: int = SCHEMA_VERSION
 
 

@@ -110,6 +110,7 @@ class WindowState:
     beat_times: deque = field(default_factory=deque)  # recent beats (rhythm window lists)
     templates: TemplateState = field(default_factory=TemplateState)   # beats cut in order
     last_r: int = -1
+    leads: tuple[str, ...] = ()      # the rows' lead names, copied into every window
 
     @property
     def hist_start(self) -> int:
@@ -117,16 +118,21 @@ class WindowState:
 
 
 def new_window_state(spec: SignalSpec, n_leads: int, device_id: str, unit: str, segment: int,
-                     t0_us: int, latency_us: int, lookahead: int) -> WindowState:
+                     t0_us: int, latency_us: int, lookahead: int,
+                     leads: tuple[str, ...] = ()) -> WindowState:
+    """``leads``: the rows' names (or () when unknown); windows carry them so that a
+    consumer, and a technical alarm's message, can name the electrode."""
     decim = spec.fs_hz / spec.rhythm_fs_hz
     if abs(decim - round(decim)) > 1e-9 or decim < 1:
         raise ValueError(f"fs_hz/rhythm_fs_hz must be an integer, got {decim}")
+    if leads and len(leads) != n_leads:
+        raise ValueError(f"{len(leads)} lead names for {n_leads} leads")
     return WindowState(spec, n_leads, device_id, unit, segment, t0_us, latency_us, lookahead,
                        spec.spec_id, _geometry(spec, lookahead),
                        rr_hist=deque(maxlen=spec.long_rr_beats),
                        rhythm_phase=_rhythm_phase(spec, t0_us, round(decim)),
                        store=ColumnHistory(2 * n_leads, np.float32),
-                       rstore=ColumnHistory(2 * n_leads, np.float32))
+                       rstore=ColumnHistory(2 * n_leads, np.float32), leads=tuple(leads))
 
 
 def _rhythm_phase(spec: SignalSpec, t0_us: int, decim: int) -> int:
@@ -207,7 +213,8 @@ def _beat_window(ws: WindowState, pb: _Pending, flushed: bool) -> BeatWindow:
         beat_index=pb.index, r_time_us=_time_us(ws, pb.beat.r),
         last_sample_time_us=_time_us(ws, last) + ws.latency_us,
         rr_prev_s=pb.rr_prev_s, rr_next_s=max(pb.rr_next_s, 0.0), rr_local_s=pb.rr_local_s,
-        rr_long_s=pb.rr_long_s, quality=pb.quality, samples=pb.samples, template=pb.template)
+        rr_long_s=pb.rr_long_s, quality=pb.quality, samples=pb.samples, template=pb.template,
+        leads=ws.leads)
 
 
 def _ready_beats(ws: WindowState, flush: bool) -> list[BeatWindow]:
@@ -245,7 +252,7 @@ def _ready_rhythms(ws: WindowState, decided: int) -> list[RhythmWindow]:
             end_time_us=_time_us(ws, start + g.win),
             last_sample_time_us=_time_us(ws, ready - 1 + ws.lookahead) + ws.latency_us,
             fs_hz=ws.spec.rhythm_fs_hz, beat_times_us=beats, quality=flags, sqi=sqi,
-            samples=np.array(both[:L], order="C")))     # a copy, as in _cut
+            samples=np.array(both[:L], order="C"), leads=ws.leads))    # a copy, as in _cut
         ws.next_rhythm += 1
         ws.window_counter += 1
     while ws.beat_times and ws.beat_times[0].r < ws.rhythm_phase + ws.next_rhythm * g.hop:

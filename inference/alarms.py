@@ -69,6 +69,7 @@ class PatientState:
     rhythm: str = "?"
     quality: tuple[str, ...] = ()
     sqi: tuple[float, ...] = ()
+    leads: tuple[str, ...] = ()          # lead names of the newest rhythm window's rows
 
     def cond(self, key: str) -> Condition:
         return self.conds.setdefault(key, Condition())
@@ -95,7 +96,9 @@ class _Event:
         state = "raised" if raised else "cleared"
         strip_start, strip = (st.strip.strip(c.onset_us, cfg.strip_s, cfg.strip_fs_hz)
                               if raised else (0, ()))
-        lead = f" (lead {key.split(':')[1]})" if ":" in key else ""
+        index = int(key.split(":")[1]) if ":" in key else -1
+        name = st.leads[index] if 0 <= index < len(st.leads) else ""
+        lead = f" ({name})" if name else f" (lead {index})" if index >= 0 else ""
         self.out.append(Alarm(
             alarm_id=alarm_id(st.device_id, key, c.onset_us, state), device_id=st.device_id,
             unit=st.unit, type=kind, severity=SEVERITY[kind], state=state,
@@ -104,7 +107,7 @@ class _Event:
             strip_fs_hz=cfg.strip_fs_hz if raised else 0.0,
             strip_mv=tuple(round(float(x), 3) for x in strip), strip_start_us=strip_start,
             beats=tuple((int(t), lab) for t, lab in beats),
-            lead=int(key.split(":")[1]) if ":" in key else -1))
+            lead=index, lead_name=name))
 
     def allowed(self, key: str) -> bool:
         """Suppression by signal quality (newest rhythm window): see the module docstring."""
@@ -251,6 +254,7 @@ def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
     state.last_rhythm_end_us = win.end_time_us
     state.strip.add_rhythm(win.start_time_us, win.fs_hz, win.samples[0])
     state.quality, state.sqi, state.rhythm = win.quality, win.sqi, res.rhythm
+    state.leads = win.leads
     if win.beat_times_us:
         state.last_beat_us = max(state.last_beat_us or 0, max(win.beat_times_us))
     ev = _Event(state, cfg, win.end_time_us, win.last_sample_time_us)
@@ -304,5 +308,6 @@ def _model_conditions(ev: _Event, win: RhythmWindow, res: RhythmResult, yellow: 
 def live_state(state: PatientState) -> dict[str, object]:
     """What the ward screen shows for a patient (Redis hash fields)."""
     return {"hr_bpm": round(state.hr_bpm, 1) if state.hr_bpm else None, "rhythm": state.rhythm,
+            "leads": list(state.leads),
             "quality": list(state.quality), "sqi": [round(s, 3) for s in state.sqi],
             "active": sorted(state.active()), "last_beat_us": state.last_beat_us}

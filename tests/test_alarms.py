@@ -6,6 +6,7 @@ Every expected row is worked out by hand from the thresholds in AlarmSettings
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -186,6 +187,22 @@ def test_af_is_raised_after_30_s_of_af_windows_and_dated_from_the_first(af_windo
     else:
         assert rows[0] == ("afib", "raised", 7.0, 32.0)
         assert ("afib", "cleared", 7.0, 38.0) in rows   # 3rd non-AF window after the last
+
+
+@pytest.mark.parametrize(("leads", "named"), [(("MLII", "V1"), "V1"), ((), "")])
+def test_a_lead_off_alarm_names_the_electrode(leads, named) -> None:
+    """Rows are in the models' order (MLII first), not the device's: an index alone would
+    send the nurse to the wrong electrode, so the alarm carries the window's lead name."""
+    times = grid(0.0, 20.0, 0.8)
+    events = beats_at(times)
+    for e in grid(10.0, 20.0, 2.0):
+        end, (kind, win, res) = rhythm(e, times, quality=("good", "flat"))
+        events.append((end, (kind, dataclasses.replace(win, leads=leads), res)))
+    _, alarms, state = run(events)
+    off = [a for a in alarms if a.type == "leads_off"]
+    assert [(a.state, a.lead, a.lead_name) for a in off] == [("raised", 1, named)]
+    assert off[0].message.endswith(f"({named})" if named else "(lead 1)")
+    assert al.live_state(state)["leads"] == list(leads)
 
 
 def test_all_leads_flat_is_leads_off_not_asystole() -> None:
