@@ -34,6 +34,7 @@ class PatientView:
     rhythm: str = "?"
     quality: tuple[str, ...] = ()
     active: tuple[str, ...] = ()
+    leads: tuple[str, ...] = ()       # names of the rows that quality and per-lead alarms index
     trace: deque = field(default_factory=lambda: deque(maxlen=1440))  # 4 s at 360 Hz
 
 
@@ -61,11 +62,22 @@ def sparkline(samples: np.ndarray, width: int = 36) -> str:
     return "".join(SPARK[int(round(v))] for v in scaled).ljust(width)
 
 
+def alarm_label(key: str, leads: tuple[str, ...]) -> str:
+    """An active alarm key for the screen: a per-lead key ``noisy:1`` names its lead
+    (``noisy:V1``) when the windows sent names; rows are in the models' lead order, so the
+    bare index is not the device's own lead number."""
+    kind, _, index = key.partition(":")
+    if index.isdigit() and int(index) < len(leads):
+        return f"{kind}:{leads[int(index)]}"
+    return key
+
+
 def _patient_row(p: PatientView) -> tuple:
     hr = f"{p.hr_bpm:5.0f}" if p.hr_bpm else "  ---"
     quality = ",".join(p.quality) or "?"
     q_style = "green" if p.quality and all(q == "good" for q in p.quality) else "yellow"
-    alarms = Text(" ".join(p.active) or "-", style="bold red" if p.active else "dim")
+    active = " ".join(alarm_label(k, p.leads) for k in p.active)
+    alarms = Text(active or "-", style="bold red" if p.active else "dim")
     trace = sparkline(np.asarray(p.trace, dtype=np.float64))
     return (p.device_id, hr, p.rhythm, Text(quality, style=q_style), Text(trace, "green"), alarms)
 
@@ -179,6 +191,7 @@ class StationFeed:
             p.rhythm = fields.get("rhythm") or "?"
             p.quality = tuple(fields.get("quality") or ())
             p.active = tuple(fields.get("active") or ())
+            p.leads = tuple(fields.get("leads") or ())
         entries = self.redis.xread({f"cs:alarms:{self.unit}": self._last_id}, count=500) or []
         for _stream, items in entries:
             for entry_id, data in items:
