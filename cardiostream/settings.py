@@ -44,7 +44,8 @@ class RedisSettings(_Group):
 
 class TopicSettings(_Group):
     samples: str = "ecg.samples.v1"
-    windows: str = "ecg.windows.v2"     # v2: beat windows carry the template
+    windows: str = "ecg.windows.v2"     # v2: beat windows carry the template; v3 windows
+    #   (lead names) share the topic: decoders take both, so upgrade inference before processors
     results: str = "ecg.results.v1"
     dead_letter: str = "ecg.deadletter.v1"
     segments: str = "ecg.segments.v1"     # processor: device -> current segment start (compacted)
