@@ -90,6 +90,11 @@ def _check_device_id(device_id: object) -> str:
     return device_id
 
 
+def _lead_names_ok(leads: tuple) -> bool:
+    """Every name a string matching ``LEAD_NAME_RE`` (chunks and windows alike)."""
+    return all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in leads)
+
+
 def check_time_us(t_us: int, now_us: int | None) -> None:
     """Reject device timestamps far in the past or future of ``now_us`` (skip if None)."""
     if now_us is None:
@@ -175,7 +180,7 @@ class SampleChunk:
         n_leads = len(self.leads)
         if not 1 <= n_leads <= MAX_LEADS:
             raise SchemaError("bad_leads", f"{n_leads} leads")
-        if not all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in self.leads):
+        if not _lead_names_ok(self.leads):
             raise SchemaError("bad_leads", repr(self.leads))
         if len(self.gain) != n_leads or len(self.baseline) != n_leads:
             raise SchemaError("bad_sizes", "gain/baseline length != leads")
@@ -486,8 +491,7 @@ def _check_window_leads(leads: object, n_rows: int) -> None:
     """A window's lead names: none (a v2 producer) or one valid name per row."""
     if leads == ():
         return
-    if not (isinstance(leads, tuple) and len(leads) == n_rows
-            and all(isinstance(x, str) and LEAD_NAME_RE.match(x) for x in leads)):
+    if not (isinstance(leads, tuple) and len(leads) == n_rows and _lead_names_ok(leads)):
         raise SchemaError("bad_leads", f"window leads {leads!r} for {n_rows} rows")
 
 
