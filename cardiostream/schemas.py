@@ -578,7 +578,7 @@ class Alarm:
     strip_mv: tuple[float, ...] = ()           # evidence ECG strip (lead 0, downsampled)
     strip_start_us: int = 0
     beats: tuple[tuple[int, str], ...] = ()    # (r_time_us, label) that triggered it
-    lead: int = -1                # lead index of a per-lead (technical) alarm, -1: none
+    lead: int = -1                # row of a per-lead (technical) alarm's lead, -1: none or gone
     lead_name: str = ""           # that lead's name (the window's ``leads``), "": unknown
     v: int = SCHEMA_VERSION
 

@@ -96,8 +96,7 @@ class _Event:
         state = "raised" if raised else "cleared"
         strip_start, strip = (st.strip.strip(c.onset_us, cfg.strip_s, cfg.strip_fs_hz)
                               if raised else (0, ()))
-        index = int(key.split(":")[1]) if ":" in key else -1
-        name = st.leads[index] if 0 <= index < len(st.leads) else ""
+        index, name = lead_of(key, st.leads)
         lead = f" ({name})" if name else f" (lead {index})" if index >= 0 else ""
         self.out.append(Alarm(
             alarm_id=alarm_id(st.device_id, key, c.onset_us, state), device_id=st.device_id,
@@ -148,6 +147,35 @@ class _Event:
                 c.active = False
                 self.transition(key, c, False)
         return c.streak >= on
+
+
+PER_LEAD = ("leads_off", "noisy")
+
+
+def lead_key(leads: tuple[str, ...], index: int) -> str:
+    """The part after ``type:`` of a per-lead condition key: the lead's name when the
+    windows carry names (version 3), else its row index (version 2 windows).
+
+    Why the name: rows are in the models' lead order, not the device's, and a device that
+    changes its lead set renumbers the rows; the name is what stays with the electrode."""
+    return leads[index] if index < len(leads) else str(index)
+
+
+def lead_of(key: str, leads: tuple[str, ...]) -> tuple[int, str]:
+    """(row index or -1, lead name or "") of a condition key in the newest window's leads.
+
+    A name wins over an index reading (a device may name its leads "1", "2"); a digit
+    suffix that is not a name is a row index (version 2 windows, or an alarm raised
+    before the keys carried names and resumed from Redis)."""
+    _, sep, suffix = key.partition(":")
+    if not sep:
+        return -1, ""
+    if suffix in leads:
+        return leads.index(suffix), suffix
+    if suffix.isdigit():
+        index = int(suffix)
+        return index, leads[index] if index < len(leads) else ""
+    return -1, suffix                          # a named lead no longer in the window
 
 
 def new_state(device_id: str, unit: str) -> PatientState:
@@ -259,10 +287,18 @@ def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
         state.last_beat_us = max(state.last_beat_us or 0, max(win.beat_times_us))
     ev = _Event(state, cfg, win.end_time_us, win.last_sample_time_us)
     on, off = cfg.technical_on_windows, cfg.technical_off_windows
+    fed = set()
     for i, q in enumerate(win.quality):
-        ev.streak(f"leads_off:{i}", q == "flat", win.start_time_us, on, off)
-        ev.streak(f"noisy:{i}", q in ("noisy", "saturated"), win.start_time_us,
+        lead = lead_key(win.leads, i)
+        fed |= {f"leads_off:{lead}", f"noisy:{lead}"}
+        ev.streak(f"leads_off:{lead}", q == "flat", win.start_time_us, on, off)
+        ev.streak(f"noisy:{lead}", q in ("noisy", "saturated"), win.start_time_us,
                   cfg.noisy_on_windows, off)
+    for key in [k for k, c in state.conds.items()
+                if c.active and k.split(":")[0] in PER_LEAD and k not in fed]:
+        # the lead left the device's lead set (or the key is an index from before names):
+        # nothing will report it again, so it counts as resolved and clears after ``off``
+        ev.streak(key, False, win.start_time_us, on, off)
     connected = [q not in DISCONNECTED for q in win.quality]
     if any(connected):
         _asystole(ev, win, connected)

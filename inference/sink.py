@@ -4,7 +4,7 @@ Keys (``{unit}`` = care unit, ``{dev}`` = device id):
 
 * ``cs:alarms:{unit}``   Stream, one entry per alarm transition (XADD MAXLEN ~).
 * ``cs:alarm:{id}``      dedup marker of an alarm id (SET NX, expires after ``DEDUP_TTL_S``).
-* ``cs:active:{dev}``    Hash: condition key (``vt``, ``leads_off:1``...) -> raised alarm JSON;
+* ``cs:active:{dev}``    Hash: condition key (``vt``, ``leads_off:V1``...) -> raised alarm JSON;
                          what a restarted worker resumes from (``alarms.seed_active``).
 * ``cs:patient:{dev}``   Hash: hr_bpm, rhythm, quality, sqi, active, last_beat_us, unit, ...
 * ``cs:live:{unit}``     Pub/sub channel for live screens (JSON messages, best effort).

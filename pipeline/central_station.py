@@ -63,10 +63,14 @@ def sparkline(samples: np.ndarray, width: int = 36) -> str:
 
 
 def alarm_label(key: str, leads: tuple[str, ...]) -> str:
-    """An active alarm key for the screen: a per-lead key ``noisy:1`` names its lead
-    (``noisy:V1``) when the windows sent names; rows are in the models' lead order, so the
-    bare index is not the device's own lead number."""
+    """An active alarm key for the screen. Per-lead keys carry the lead's name
+    (``noisy:V1``, inference/alarms.py ``lead_key``); a key with a row index (version 2
+    windows, or an alarm raised before the names) is shown with the name of that row when
+    the patient's state lists one, since rows are in the models' lead order, not the
+    device's."""
     kind, _, index = key.partition(":")
+    if index in leads:                         # already a name (a device may name a lead "1")
+        return key
     if index.isdigit() and int(index) < len(leads):
         return f"{kind}:{leads[int(index)]}"
     return key

@@ -205,6 +205,56 @@ def test_a_lead_off_alarm_names_the_electrode(leads, named) -> None:
     assert al.live_state(state)["leads"] == list(leads)
 
 
+def named(event, leads):
+    end, (kind, win, res) = event
+    return end, (kind, dataclasses.replace(win, leads=leads), res)
+
+
+def test_per_lead_keys_carry_the_lead_name_and_follow_the_electrode() -> None:
+    """The key (and so the alarm id) is ``leads_off:V1``, not a row number: a device whose
+    lead set changes renumbers its rows, and an alarm for the V1 electrode must not
+    become an alarm for whatever lead is row 1 now."""
+    times = grid(0.0, 40.0, 0.8)
+    events = beats_at(times)
+    events += [named(rhythm(e, times, quality=("good", "flat")), ("MLII", "V1"))
+               for e in grid(10.0, 20.0, 2.0)]
+    # the device now sends MLII and V5 (V1 dropped): V1's alarm clears after the usual
+    # ``technical_off_windows`` windows; nothing is raised for V5, which is fine
+    events += [named(rhythm(e, times), ("MLII", "V5")) for e in grid(20.0, 30.0, 2.0)]
+    rows, alarms, state = run(events)
+    off = [a for a in alarms if a.type == "leads_off"]
+    assert [(a.state, a.lead, a.lead_name, a.time_us / US) for a in off] == \
+        [("raised", 1, "V1", 10.0), ("cleared", -1, "V1", 22.0)]
+    assert off[1].message == "Lead off (V1) ended"
+    assert off[0].alarm_id == alarm_id("bed-1", "leads_off:V1", off[0].onset_time_us, "raised")
+    assert state.active() == {}
+
+
+def test_an_index_key_resumed_from_redis_clears_when_the_lead_is_named() -> None:
+    """An alarm raised before the keys carried names (``leads_off:1`` in Redis) is seeded on
+    restart; windows now report the lead by name, so the old key clears with its own id
+    (a V1 still flat raises ``leads_off:V1`` in its place)."""
+    times = grid(0.0, 30.0, 0.8)
+    state = al.new_state("bed-1", "ward-1")
+    al.seed_active(state, {"leads_off:1": us(4.0)}, us(9.0))
+    events = beats_at(times) + [named(rhythm(e, times), ("MLII", "V1"))
+                                for e in grid(10.0, 16.0, 2.0)]
+    _, alarms, state = run(events, state)
+    assert [(a.type, a.state, a.lead, a.lead_name, a.time_us / US) for a in alarms] == \
+        [("leads_off", "cleared", 1, "V1", 12.0)]
+    assert alarms[0].alarm_id == alarm_id("bed-1", "leads_off:1", us(4.0), "cleared")
+
+
+@pytest.mark.parametrize(("leads", "key"), [(("MLII", "V1"), "V1"), (("2", "1"), "1"),
+                                            ((), "1")])
+def test_lead_key_and_its_reading(leads, key) -> None:
+    """Version 3 windows name the lead; version 2 ones give the row. A device may name its
+    leads "2", "1": the name wins over reading the key as a row."""
+    assert al.lead_key(leads, 1) == key
+    assert al.lead_of(f"noisy:{key}", leads) == (1, leads[1] if leads else "")
+    assert al.lead_of("vt", leads) == (-1, "")
+
+
 def test_all_leads_flat_is_leads_off_not_asystole() -> None:
     events = beats_at(grid(0.0, 10.0, 0.8))
     events += [rhythm(e, [], quality=("flat", "flat")) for e in grid(12.0, 24.0, 2.0)]
