@@ -7,7 +7,7 @@ SEVERITY: dict[str, str] = {
                      "extreme_tachy"), "red"),
     **dict.fromkeys(("afib", "svt", "pvc_couplet", "pvc_run", "bigeminy", "trigeminy",
                      "pause", "pvc_rate"), "yellow"),
-    **dict.fromkeys(("leads_off", "noisy"), "technical"),
+    **dict.fromkeys(("leads_off", "noisy", "analysis_lead"), "technical"),
 }
 ALARM_TYPES: tuple[str, ...] = tuple(SEVERITY)
 MESSAGES: dict[str, str] = {
@@ -18,6 +18,7 @@ MESSAGES: dict[str, str] = {
     "pvc_couplet": "PVC couplet", "pvc_run": "PVC run", "bigeminy": "Ventricular bigeminy",
     "trigeminy": "Ventricular trigeminy", "pause": "Pause", "pvc_rate": "High PVC rate",
     "leads_off": "Lead off", "noisy": "Signal too noisy",
+    "analysis_lead": "Arrhythmia analysis on a lead the models were not trained on",
 }
 VF_CODES = frozenset({"VFL", "VFIB"})
 DISCONNECTED = frozenset({"flat", "saturated"})

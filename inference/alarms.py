@@ -149,7 +149,7 @@ class _Event:
         return c.streak >= on
 
 
-PER_LEAD = ("leads_off", "noisy")
+PER_LEAD = ("leads_off", "noisy", "analysis_lead")
 
 
 def lead_key(leads: tuple[str, ...], index: int) -> str:
@@ -275,8 +275,14 @@ def _beat_conditions(ev: _Event, beats: list, rr_prev_s: float) -> None:
 
 
 def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
-              cfg: AlarmSettings) -> list[Alarm]:
-    """Feed one classified rhythm window (technical alarms, asystole, model rhythms)."""
+              cfg: AlarmSettings, analysis_lead_known: bool = True) -> list[Alarm]:
+    """Feed one classified rhythm window (technical alarms, asystole, model rhythms).
+
+    ``analysis_lead_known``: whether row 0, the lead the models read, is one they were
+    trained on (``SignalSpec.models_lead_known`` of the window's lead names; the decider
+    knows the model's spec). If not, a technical ``analysis_lead`` alarm names the lead:
+    on another lead the beat classes hold much worse (docs/benchmarks.md, "Other
+    devices"), and the ward should know its arrhythmia alarms rest on it."""
     if win.end_time_us <= state.last_rhythm_end_us:
         return []
     state.last_rhythm_end_us = win.end_time_us
@@ -294,6 +300,10 @@ def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
         ev.streak(f"leads_off:{lead}", q == "flat", win.start_time_us, on, off)
         ev.streak(f"noisy:{lead}", q in ("noisy", "saturated"), win.start_time_us,
                   cfg.noisy_on_windows, off)
+    if win.leads:                                   # version 2 windows name no lead
+        lead = lead_key(win.leads, 0)
+        fed.add(f"analysis_lead:{lead}")
+        ev.streak(f"analysis_lead:{lead}", not analysis_lead_known, win.start_time_us, on, off)
     for key in [k for k, c in state.conds.items()
                 if c.active and k.split(":")[0] in PER_LEAD and k not in fed]:
         # the lead left the device's lead set (or the key is an index from before names):

@@ -36,6 +36,7 @@ class Decider:
 
     def __init__(self, cfg: AlarmSettings, spec: SignalSpec, seed: Seeder | None = None) -> None:
         self.cfg = cfg
+        self.spec = spec
         self.pre, self.fs_hz = spec.beat_pre, spec.fs_hz
         self.seed = seed
         self.states: dict[str, alarms.PatientState] = {}
@@ -54,7 +55,9 @@ class Decider:
             if not isinstance(result, BeatResult):
                 raise TypeError(f"beat window with a {type(result).__name__}")
             return alarms.on_beat(state, window, result, self.cfg, self.pre, self.fs_hz)
-        return alarms.on_rhythm(state, window, result, self.cfg)  # type: ignore[arg-type]
+        known = not window.leads or self.spec.models_lead_known(window.leads)
+        return alarms.on_rhythm(state, window, result, self.cfg,  # type: ignore[arg-type]
+                                analysis_lead_known=known)
 
     def live(self, device_id: str) -> dict[str, object]:
         """The device's live state (Redis hash fields), with its unit and newest sample time."""

@@ -255,6 +255,33 @@ def test_lead_key_and_its_reading(leads, key) -> None:
     assert al.lead_of("vt", leads) == (-1, "")
 
 
+@pytest.mark.parametrize(("leads", "raised"), [(("V1", "V2"), True), (("MLII", "V1"), False),
+                                               (("V5", "MLII"), False), ((), False)])
+def test_a_lead_the_models_were_not_trained_on_raises_a_technical_alarm(leads, raised) -> None:
+    """A one-lead patch recording V1 gets arrhythmia analysis on V1, where the beat classes
+    hold much worse (bench/bench_device_variation.py): the ward is told, by name, through
+    the decider, which knows the model's spec. Version 2 windows (no names) cannot tell."""
+    from cardiostream.signal import DEFAULT_SPEC
+    from inference.decider import Decider
+
+    times = grid(0.0, 30.0, 0.8)
+    decider = Decider(CFG, DEFAULT_SPEC)
+    alarms = []
+    events = beats_at(times) + [named(rhythm(e, times), leads) for e in grid(10.0, 16.0, 2.0)]
+    events += [named(rhythm(e, times), ("MLII", "V2")) for e in grid(16.0, 22.0, 2.0)]
+    for _, (_kind, win, res) in sorted(events, key=lambda e: e[0]):
+        alarms += decider.feed(win, res)
+    got = [(a.type, a.severity, a.state, a.lead, a.lead_name, a.time_us / US) for a in alarms]
+    if raised:
+        # cleared once the device sends MLII and V2 (V1's key is no longer fed: 2 windows)
+        assert got == [("analysis_lead", "technical", "raised", 0, "V1", 10.0),
+                       ("analysis_lead", "technical", "cleared", -1, "V1", 18.0)]
+        assert alarms[0].message == ("Arrhythmia analysis on a lead the models were not "
+                                     "trained on (V1)")
+    else:
+        assert got == []
+
+
 def test_all_leads_flat_is_leads_off_not_asystole() -> None:
     events = beats_at(grid(0.0, 10.0, 0.8))
     events += [rhythm(e, [], quality=("flat", "flat")) for e in grid(12.0, 24.0, 2.0)]
