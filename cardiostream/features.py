@@ -7,10 +7,11 @@ Pure numpy; ``load_model`` imports torch lazily (only the worker and the
 evaluator call it).
 
 Beat inputs
-    x  (B, 2L, span) float32: filtered mV of ``leads``, then the same leads minus
+    x  (B, 2L, span) float32: filtered ``leads``, then the same leads minus
        the patient's running template (``cardiostream.beat_template``: what is
-       unusual about this beat for this patient), each row minus its median and
-       clipped to +-CLIP_MV (a saturated lead must not dominate a batch).
+       unusual about this beat for this patient), each row minus its median, in
+       units of the lead's template height (``template_scale``) and clipped to
+       +-CLIP_SCALES (a saturated lead must not dominate a batch).
     rr (B, F) float32: RR timing relative to the patient's own rhythm. de Chazal
        2004 and Llamedo & Martinez 2011 show that RR normalised by the patient's
        long-term mean is what separates supraventricular beats across patients.
@@ -43,12 +44,15 @@ from cardiostream.schemas import BeatWindow, RhythmWindow
 # Input-preparation version per model kind, written by training/export.py into
 # metadata.json and checked by load_model: changing one kind's inputs must not
 # invalidate the other kind's shipped model.
-BEAT_FEATURES_VERSION = 2     # 2: + the beat minus the patient's template (beat_template)
+BEAT_FEATURES_VERSION = 3     # 2: + the beat minus the patient's template (beat_template)
+#                               3: both divided by the template's height (template_scale)
 RHYTHM_FEATURES_VERSION = 2   # 2: + rr_features.DOMINANT_RR_FEATURES (the AF gate's)
 FEATURES_VERSIONS: dict[str, int] = {"beat": BEAT_FEATURES_VERSION,
                                      "rhythm": RHYTHM_FEATURES_VERSION}
 BEAT_CLASSES: tuple[str, ...] = ("N", "S", "V", "F", "Q")
 CLIP_MV = 5.0
+CLIP_SCALES = 5.0     # beat inputs: clip at 5 x the lead's template height
+MIN_SCALE_MV = 0.05   # a flat template (lead off) is not blown up to full scale
 _US = 1_000_000
 _CHUNK = 512          # windows per vectorised step: bounds the (B, N, N) sample-entropy arrays
 
@@ -101,13 +105,36 @@ def normalise_samples(samples: np.ndarray) -> np.ndarray:
     return np.clip(s, -CLIP_MV, CLIP_MV).astype(np.float32)
 
 
+def template_scale(templates: np.ndarray) -> np.ndarray:
+    """(B, L, span) templates (mV) -> (B, L, 1) float32: each lead's template peak to
+    peak, at least ``MIN_SCALE_MV``. With no beat admitted yet the template is the beat
+    itself (``beat_template``), so every beat has one."""
+    t = np.asarray(templates, dtype=np.float32)
+    ptp = np.maximum.reduce(t, axis=-1, keepdims=True) - np.minimum.reduce(t, axis=-1,
+                                                                            keepdims=True)
+    return np.maximum(ptp, np.float32(MIN_SCALE_MV))
+
+
 def beat_channels(samples: np.ndarray, templates: np.ndarray) -> np.ndarray:
     """(B, L, span) beats and their templates (mV) -> the model's (B, 2L, span) float32:
-    the beats, then beat minus template, each ``normalise_samples``-ed."""
+    the beats, then beat minus template, each median-removed, divided by its lead's
+    ``template_scale`` and clipped to +-CLIP_SCALES.
+
+    Why divided (features v3): a beat's size in mV says more about the electrode, the
+    patient's build and the device's gain than about its origin; in the patient's own
+    units (their usual beat's height) a ventricular beat is still large and a device
+    with another gain gives the same input (bench/bench_device_variation.py: with mV
+    inputs, a gain of 0.5 lost 17 % of the model's V decisions)."""
     samples = np.asarray(samples, dtype=np.float32)
-    return np.concatenate([normalise_samples(samples),
-                           normalise_samples(samples - np.asarray(templates, np.float32))],
+    scale = template_scale(templates)
+    return np.concatenate([_scaled(samples, scale),
+                           _scaled(samples - np.asarray(templates, np.float32), scale)],
                           axis=1)
+
+
+def _scaled(x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    s = (x - np.median(x, axis=-1, keepdims=True)) / scale
+    return np.clip(s, -CLIP_SCALES, CLIP_SCALES).astype(np.float32)
 
 
 def beat_inputs(windows: Sequence[BeatWindow], leads: Sequence[int] = (0,)

@@ -72,3 +72,23 @@ def test_an_ensemble_decides_from_its_members_mean_probabilities():
         torch.testing.assert_close(torch.softmax(out, 1), mean_p)     # the worker's softmax
         torch.testing.assert_close(torch.jit.script(ens)(x, rr), out)
         assert not (out.argmax(1) == 3).any()
+
+
+def test_amplitude_augmentation_scales_the_template_with_its_beat():
+    """A device's gain moves a beat and its patient's template together; with inputs in
+    template heights (features v3) scaling the beat alone would teach the model to ignore
+    the one cue the height carries (how much taller than usual the beat is)."""
+    import numpy as np
+
+    from training.augment import NoiseBank
+
+    bank = NoiseBank(np.zeros((1, 1000), np.float32), ramp_mv=0.0, noise_prob=0.0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 1, 252)).astype(np.float32)
+    t = rng.standard_normal((6, 1, 252)).astype(np.float32)
+    t0 = t.copy()
+    out = bank.augment(x, rng, t)
+    gain = out[:, 0, 0] / x[:, 0, 0]
+    assert 0.7 <= gain.min() and gain.max() <= 1.4 and np.ptp(gain) > 0
+    np.testing.assert_allclose(t, t0 * gain[:, None, None], rtol=1e-5)
+    np.testing.assert_allclose(out, x * gain[:, None, None], rtol=1e-5)

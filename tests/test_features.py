@@ -8,8 +8,9 @@ import pytest
 from cardiostream.features import (
     BEAT_FEATURES_VERSION,
     BEAT_RR_FEATURES,
-    CLIP_MV,
+    CLIP_SCALES,
     FEATURES_VERSIONS,
+    MIN_SCALE_MV,
     RHYTHM_FEATURES,
     RHYTHM_FEATURES_VERSION,
     ModelLoadError,
@@ -20,6 +21,7 @@ from cardiostream.features import (
     rhythm_features,
     rhythm_inputs,
     rr_irregularity,
+    template_scale,
     vf_band_fraction,
 )
 from cardiostream.processing import process_record
@@ -66,14 +68,32 @@ def test_rr_features_fall_back_when_the_stream_has_no_history():
     assert f[0] == pytest.approx(1.0) and f[1] == pytest.approx(1.0)
 
 
-def test_beat_inputs_remove_the_median_and_clip():
+def test_beat_inputs_remove_the_median_scale_by_the_template_and_clip():
     span = 252
+    template = np.zeros((2, span))
+    template[:, 90] = 2.0                # the patient's usual beat: 2 mV high
     s = np.full((2, span), 3.0)
-    s[0, 100] = 20.0                     # a saturated spike on lead 0
-    x, rr = beat_inputs([_beat(s), _beat(s * 0)], leads=(0,))
+    s[0, 100] = 30.0                     # a saturated spike on lead 0: 13.5 template heights
+    s[0, 120] = 5.0                      # 1 template height above the median
+    x, rr = beat_inputs([_beat(s, template=template), _beat(s * 0, template=template)],
+                        leads=(0,))
     assert x.shape == (2, 2, span) and x.dtype == np.float32
     assert rr.shape == (2, len(BEAT_RR_FEATURES))
-    assert np.median(x[0, 0]) == 0.0 and x[0, 0, 100] == pytest.approx(CLIP_MV)
+    assert np.median(x[0, 0]) == 0.0 and x[0, 0, 120] == pytest.approx(1.0)
+    assert x[0, 0, 100] == pytest.approx(CLIP_SCALES)
+
+
+def test_beat_inputs_do_not_depend_on_the_device_gain():
+    """Beat and template scale together with the gain, so the inputs do not move (a gain
+    of 0.5 had cost 17 % of the V decisions with mV inputs); a flat template is floored
+    at MIN_SCALE_MV instead of amplifying a lead that is off."""
+    rng = np.random.default_rng(3)
+    s, t = rng.standard_normal((2, 252)), rng.standard_normal((2, 252))
+    for gain in (0.5, 2.0, 0.3):
+        a, _ = beat_inputs([_beat(s, template=t)], leads=(0, 1))
+        b, _ = beat_inputs([_beat(s * gain, template=t * gain)], leads=(0, 1))
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(template_scale(np.zeros((1, 2, 252))), np.float32(MIN_SCALE_MV))
 
 
 def test_beat_inputs_second_channel_is_the_beat_minus_its_template():

@@ -52,10 +52,17 @@ class NoiseBank:
         np.save(path, arr)
         return cls(arr)
 
-    def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(B, L, span) mV -> scaled, tilted and (half of them) noisy copies."""
+    def augment(self, x: np.ndarray, rng: np.random.Generator,
+                templates: np.ndarray | None = None) -> np.ndarray:
+        """(B, L, span) mV -> scaled, tilted and (half of them) noisy copies.
+
+        ``templates`` (the beats' templates, same shape) are scaled in place by the same
+        factor when given: a device's gain moves a beat and its patient's template
+        together, so only the beat's height relative to the template carries meaning."""
         b, n_leads, span = x.shape
         scale = rng.uniform(*self.amp_range, size=(b, 1, 1))
+        if templates is not None:
+            templates *= scale.astype(templates.dtype)
         ramp = rng.uniform(-self.ramp_mv, self.ramp_mv, size=(b, 1, 1))
         out = x * scale + ramp * np.linspace(-0.5, 0.5, span)[None, None, :]
         track = rng.integers(0, self.tracks.shape[0], size=b)

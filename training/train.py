@@ -49,6 +49,7 @@ class BeatTrainConfig:
     imbalance: Imbalance = "focal"
     leads: tuple[int, ...] = (0,)
     augment: bool = True
+    amp_with_template: bool = True    # scale the template with the beat (training.augment)
     train_records: tuple[str, ...] = tuple(r for r in DS1 if r not in VAL_RECORDS)
     val_records: tuple[str, ...] = VAL_RECORDS
     n_fraction: float = 0.5     # share of N beats drawn afresh each epoch (N is ~90% of DS1)
@@ -237,13 +238,15 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
         model.train()
         losses = []
         for idx in _batches(yt, cfg, rng):
-            xb = xt[idx]
+            xb, tb = xt[idx], tt[idx]
             if noise is not None:
-                xb = noise.augment(xb, rng)
+                tb = tb.copy() if cfg.amp_with_template else None
+                xb = noise.augment(xb, rng, tb)
+                tb = tt[idx] if tb is None else tb
             rb, yb_np = rrt[idx], yt[idx]
             if cfg.premature_aug > 0:
                 rb, yb_np = premature_copies(rb, yb_np, cfg.premature_aug, rng)
-            xb_t = torch.from_numpy(beat_channels(xb, tt[idx])).to(device)
+            xb_t = torch.from_numpy(beat_channels(xb, tb)).to(device)
             yb = torch.from_numpy(yb_np).to(device)
             logits = model(xb_t, rr_tensor(rb, device))
             if cfg.imbalance == "weighted":

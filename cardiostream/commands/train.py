@@ -47,6 +47,10 @@ def beats(
         "weighted | focal | sampler (focal won on the DS1 validation patients, "
         "docs/training_sweep.md).")),
     augment: bool = typer.Option(True, help="Amplitude/baseline/NSTDB noise augmentation."),
+    amp_with_template: bool = typer.Option(True, help=(
+        "Scale each beat's template with the beat in the amplitude augmentation, as a "
+        "device's gain does (training/augment.py; won on the DS1 validation patients with "
+        "features v3, docs/training_selection.md).")),
     suppress: str = typer.Option("F", help=(
         "Comma-separated classes trained on but never decided ('' for none). F: DS1 holds "
         "its fusion beats almost only in record 208, and on the DS1 validation patients "
@@ -76,7 +80,8 @@ def beats(
     if unknown := [c for c in suppressed if c not in "NSVFQ" or len(c) != 1]:
         raise typer.BadParameter(f"{unknown}: classes are N, S, V, F, Q", param_hint="--suppress")
     cfg = BeatTrainConfig(seed=seed, epochs=epochs, imbalance=imbalance, augment=augment,
-                          suppressed=suppressed, premature_aug=premature_aug)
+                          amp_with_template=amp_with_template, suppressed=suppressed,
+                          premature_aug=premature_aug)
     with _progress() as progress:
         result = train_beat_ensemble(cfg, members, data or settings.paths.mitdb,
                                      settings.paths.cache_dir, DEFAULT_SPEC, progress)
