@@ -111,6 +111,10 @@ def render(model_dir: Path, eval_dir: Path) -> str:
         *(["- Input channels: each lead, then the same lead minus the patient's running "
            "template (median of recent on-time, dominant-shape beats; "
            "cardiostream/beat_template.py)."] if beat["features_version"] >= 2 else []),
+        *(["- Both channels in units of the lead's template height (peak to peak), so the "
+           "inputs do not depend on a device's gain; the amplitude augmentation scales beat "
+           "and template together (features v3, docs/training_selection.md)."]
+          if beat["features_version"] >= 3 else []),
         f"- Spec `{beat['spec_id']}`, features v{beat['features_version']}, git "
         f"`{beat['git_commit']}`, seed {beat['seed']}, imbalance `{cfg['imbalance']}`, "
         f"{cfg['epochs']} epochs, training wall {beat['train_seconds']} s.",
