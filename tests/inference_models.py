@@ -1,9 +1,10 @@
 """Tiny TorchScript models matching the model-folder contract, for inference tests.
 
 The beat model is rule-based so tests can predict its answer independently:
-a window whose lead-0 peak-to-peak exceeds ``V_PP_MV`` is ``V`` (wide, tall
-ectopic beats in the tests' synthetic signals), otherwise ``N``. The rhythm model
-says ``AFIB`` when the window's ``cv_rr`` feature exceeds 0.15, else ``N``.
+a window whose lead-0 peak-to-peak exceeds ``V_PP_SCALES`` template heights is ``V``
+(the inputs are in units of the patient's template height since features v3: tall
+ectopic beats beside 1 mV normal beats in the tests' synthetic signals), otherwise ``N``.
+The rhythm model says ``AFIB`` when the window's ``cv_rr`` feature exceeds 0.15, else ``N``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from cardiostream.features import (
 )
 from cardiostream.signal import DEFAULT_SPEC, SignalSpec
 
-V_PP_MV = 3.0
+V_PP_SCALES = 3.0
 RHYTHM_CLASSES = ("N", "AFIB", "AFL", "VT", "VFL", "SVTA", "B", "T")
 CV_INDEX = RHYTHM_FEATURES.index("cv_rr")
 
@@ -31,11 +32,11 @@ CV_INDEX = RHYTHM_FEATURES.index("cv_rr")
 class RuleBeat(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.v_pp_mv = V_PP_MV
+        self.v_pp = V_PP_SCALES
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
         pp = x[:, 0].amax(dim=1) - x[:, 0].amin(dim=1)             # (B,)
-        v = (pp > self.v_pp_mv).float() * 10.0
+        v = (pp > self.v_pp).float() * 10.0
         zeros = torch.zeros_like(v)
         return torch.stack([10.0 - v, zeros, v, zeros - 5.0, zeros - 5.0], dim=1) + 0 * rr[:, :1]
 

@@ -19,8 +19,10 @@ US = 1_000_000
 def beat_window(i: int, pp_mv: float, spec_id: str = SPEC.spec_id) -> BeatWindow:
     s = np.zeros((2, SPEC.beat_span), np.float32)
     s[0, SPEC.beat_pre] = pp_mv
+    template = np.zeros_like(s)
+    template[:, SPEC.beat_pre] = 1.0                      # the patient's usual 1 mV beat
     return BeatWindow("bed-1", "ward-1", spec_id, 0, i, i * US, i * US + 450_000, 0.8, 0.8,
-                      0.8, 0.8, "good", s, np.zeros_like(s))
+                      0.8, 0.8, "good", s, template)
 
 
 def rhythm_window(i: int, rr_s: list[float], spec_id: str = SPEC.spec_id) -> RhythmWindow:

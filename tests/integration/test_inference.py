@@ -39,6 +39,8 @@ def synthetic_patient(device: str, base_us: int) -> list[BeatWindow | RhythmWind
     times = [*np.arange(0, 20, 0.8), *np.arange(20, 23, 0.4), *np.arange(23.6, 40, 0.8)]
     labels = ["V" if 20 <= t < 23 else "N" for t in times]
     events = []
+    template = np.zeros((2, SPEC.beat_span), np.float32)
+    template[0, SPEC.beat_pre] = 1.0                           # the patient's usual beat
     for i, (t, lab) in enumerate(zip(times, labels, strict=True)):
         s = np.zeros((2, SPEC.beat_span), np.float32)
         s[0, SPEC.beat_pre] = 4.0 if lab == "V" else 1.0       # the rule model's V criterion
@@ -46,7 +48,7 @@ def synthetic_patient(device: str, base_us: int) -> list[BeatWindow | RhythmWind
         rr = 0.8 if i == 0 else float(times[i] - times[i - 1])
         events.append((r + 450_000, BeatWindow(device, "ward-t", SPEC.spec_id, 0, i, r,
                                                r + 450_000, rr, 0.8, 0.8, 0.8, "good", s,
-                                               np.zeros_like(s))))
+                                               template)))
     n = int(SPEC.rhythm_window_s * SPEC.rhythm_fs_hz)
     for k, end_s in enumerate(np.arange(10, 40, 2.0)):
         start, end = base_us + round((end_s - 10) * US), base_us + round(end_s * US)
