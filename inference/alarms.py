@@ -293,7 +293,7 @@ def on_rhythm(state: PatientState, win: RhythmWindow, res: RhythmResult,
         state.last_beat_us = max(state.last_beat_us or 0, max(win.beat_times_us))
     ev = _Event(state, cfg, win.end_time_us, win.last_sample_time_us)
     on, off = cfg.technical_on_windows, cfg.technical_off_windows
-    fed = set()
+    fed: set[str] = set()
     for i, q in enumerate(win.quality):
         lead = lead_key(win.leads, i)
         fed |= {f"leads_off:{lead}", f"noisy:{lead}"}
