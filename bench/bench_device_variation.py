@@ -20,11 +20,11 @@ model's out-of-fold CV models, so no record's rhythm is labelled by a model that
   so the DS2 beat labels are not read again (docs/training_selection.md: DS2 is read
   once per model).
 
-Nothing here is tuned: the models are the committed ones.  The noise SNR follows the
-NSTDB convention (``nst``): signal power = (QRS peak-to-peak)^2 / 8, the QRS amplitude
-taken as the median peak-to-peak of the 0.5 Hz high-passed lead over 2 s blocks; noise
-power = the noise segment's variance, per lead.  Noise is the NSTDB ``ma`` (muscle) and
-``bw`` (baseline wander) records, looped from a different offset per record.
+Nothing here is tuned: the models are the committed ones.  Rates and noise are made
+exactly as the simulator makes them for a device (``streamer.simulator.resample_record``,
+``streamer.faults.noise_scale`` / ``mix_noise``: the NSTDB ``nst`` SNR convention); noise
+is the NSTDB ``ma`` (muscle) and ``bw`` (baseline wander) records, looped from a
+different offset per record.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 from cardiostream.annotate import write_annotations
 from cardiostream.classify import ModelLabeller
@@ -49,6 +48,8 @@ from cardiostream.records import Record, expand_records, load_record
 from cardiostream.scoring import score_records
 from cardiostream.settings import load_settings
 from inference.decider import model_spec
+from streamer.faults import mix_noise, noise_scale
+from streamer.simulator import resample_record
 
 ADC_GAIN = 200.0           # adu per mV of the re-recorded signals (MIT-BIH's own)
 Variant = Callable[[Record, dict], Record]
@@ -62,12 +63,8 @@ def _rerecord(rec: Record, mv: np.ndarray, fs_hz: float, gain: float = ADC_GAIN)
 
 
 def resampled(fs_hz: int) -> Variant:
-    def make(rec: Record, _noise: dict) -> Record:
-        from math import gcd
-        g = gcd(int(fs_hz), int(rec.fs_hz))
-        mv = sps.resample_poly(rec.millivolts(), int(fs_hz) // g, int(rec.fs_hz) // g, axis=1)
-        return _rerecord(rec, mv, fs_hz)
-    return make
+    """As a device at ``fs_hz`` sends the record: the simulator's own resampling."""
+    return lambda rec, _noise: resample_record(rec, float(fs_hz))
 
 
 def scaled(factor: float) -> Variant:
@@ -85,34 +82,25 @@ def one_lead(index: int) -> Variant:
     return make
 
 
-def qrs_power(mv: np.ndarray, fs_hz: float) -> np.ndarray:
-    """Per lead, nst's signal power (ptp^2 / 8) with ptp the median over 2 s blocks."""
-    hp = sps.sosfiltfilt(sps.butter(2, 0.5, "highpass", fs=fs_hz, output="sos"), mv, axis=1)
-    block = int(2 * fs_hz)
-    n = hp.shape[1] // block * block
-    b = hp[:, :n].reshape(hp.shape[0], -1, block)
-    ptp = np.median(b.max(axis=2) - b.min(axis=2), axis=1)
-    return ptp ** 2 / 8.0
-
-
 def noisy(kind: str, snr_db: float) -> Variant:
+    """NSTDB ``kind`` added at ``snr_db`` as the simulator's noise fault adds it
+    (``streamer.faults.noise_scale``: nst's convention), from a stretch of the noise
+    record that depends on the record's name."""
     def make(rec: Record, noise: dict) -> Record:
-        mv = rec.millivolts()
         src = noise[kind]                                      # (2, m) mV at 360 Hz
-        n, m = mv.shape[1], src.shape[1]
-        offset = (int(rec.name) * 7919) % m                    # a different stretch per record
-        idx = (offset + np.arange(n)) % m
-        nz = src[np.arange(mv.shape[0]) % src.shape[0]][:, idx]
-        nz = nz - nz.mean(axis=1, keepdims=True)
-        scale = np.sqrt(qrs_power(mv, rec.fs_hz) / 10 ** (snr_db / 10) / nz.var(axis=1))
-        return _rerecord(rec, mv + nz * scale[:, None], rec.fs_hz)
+        n, m = rec.adc.shape[1], src.shape[1]
+        idx = ((int(rec.name) * 7919) % m + np.arange(n)) % m
+        nz = src[np.arange(rec.adc.shape[0]) % src.shape[0]][:, idx]
+        scale = noise_scale(rec.millivolts(), src, snr_db)
+        counts = nz * (scale * np.asarray(rec.gain))[:, None]
+        return replace(rec, adc=mix_noise(rec.adc, counts, 0))
     return make
 
 
 VARIANTS: dict[str, tuple[str, Variant]] = {
     "native": ("as recorded: 360 Hz, 200 adu/mV, both leads", lambda rec, _n: rec),
-    "fs250": ("resampled to 250 Hz (polyphase), 200 adu/mV", resampled(250)),
-    "fs500": ("resampled to 500 Hz (polyphase), 200 adu/mV", resampled(500)),
+    "fs250": ("resampled to 250 Hz (polyphase, as the simulator's devices)", resampled(250)),
+    "fs500": ("resampled to 500 Hz (polyphase, as the simulator's devices)", resampled(500)),
     "gain0.5": ("amplitude x 0.5 (small complexes, electrode placement)", scaled(0.5)),
     "gain2": ("amplitude x 2", scaled(2.0)),
     "adc20uV": ("ADC step 20 uV (50 adu/mV) instead of 5 uV", quantised(50.0)),
