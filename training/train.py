@@ -238,11 +238,9 @@ def train_beats(cfg: BeatTrainConfig, data_dir: Path, cache_dir: Path, spec: Sig
         model.train()
         losses = []
         for idx in _batches(yt, cfg, rng):
-            xb, tb = xt[idx], tt[idx]
+            xb, tb = xt[idx], tt[idx]            # fancy indexing: this batch's own copies
             if noise is not None:
-                tb = tb.copy() if cfg.amp_with_template else None
-                xb = noise.augment(xb, rng, tb)
-                tb = tt[idx] if tb is None else tb
+                xb = noise.augment(xb, rng, tb if cfg.amp_with_template else None)
             rb, yb_np = rrt[idx], yt[idx]
             if cfg.premature_aug > 0:
                 rb, yb_np = premature_copies(rb, yb_np, cfg.premature_aug, rng)
