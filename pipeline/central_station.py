@@ -22,6 +22,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from inference.alarms import lead_of
+
 SPARK = "▁▂▃▄▅▆▇█"
 SEVERITY_STYLE = {"red": "bold white on red", "yellow": "black on yellow",
                   "technical": "black on cyan"}
@@ -67,13 +69,10 @@ def alarm_label(key: str, leads: tuple[str, ...]) -> str:
     (``noisy:V1``, inference/alarms.py ``lead_key``); a key with a row index (version 2
     windows, or an alarm raised before the names) is shown with the name of that row when
     the patient's state lists one, since rows are in the models' lead order, not the
-    device's."""
-    kind, _, index = key.partition(":")
-    if index in leads:                         # already a name (a device may name a lead "1")
-        return key
-    if index.isdigit() and int(index) < len(leads):
-        return f"{kind}:{leads[int(index)]}"
-    return key
+    device's: the reading of ``inference.alarms.lead_of``, the one rule for such keys."""
+    kind, sep, _ = key.partition(":")
+    _, name = lead_of(key, leads)
+    return f"{kind}:{name}" if sep and name else key
 
 
 def _patient_row(p: PatientView) -> tuple:
