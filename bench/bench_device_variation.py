@@ -40,10 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cardiostream.annotate import write_annotations
+from cardiostream.annotate import annotate_record
 from cardiostream.classify import ModelLabeller
-from cardiostream.features import load_model
-from cardiostream.processing import process_record
 from cardiostream.records import Record, expand_records, load_record
 from cardiostream.scoring import score_records
 from cardiostream.settings import load_settings
@@ -115,14 +113,11 @@ VARIANTS: dict[str, tuple[str, Variant]] = {
 
 def annotate_variant(names: list[str], variant: Variant, labeller: ModelLabeller, spec,
                      mitdb: Path, noise: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
-        rec = variant(load_record(mitdb, name), noise)
-        windows = process_record(rec, spec)
-        write_annotations(out_dir, name, "cs", rec.fs_hz, labeller(rec, windows, 0))
-        # a header at the reference rate, so scoring against this run rescales the variant's
-        # annotation times (wfdb writes them at the variant's own rate)
-        (out_dir / f"{name}.hea").write_text((mitdb / f"{name}.hea").read_text())
+        # annotate_record writes the annotations at the variant's rate beside a copy of the
+        # reference header (360 Hz), so the scorer rescales their times to the reference's
+        annotate_record(variant(load_record(mitdb, name), noise), mitdb, out_dir, spec,
+                        labeller=labeller)
 
 
 def _r(x: float | None) -> float | None:
@@ -174,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     if "native" not in chosen:
         chosen.insert(0, "native")
-    spec = model_spec(load_model(Path(model_dir), "beat").metadata)
     labeller = ModelLabeller(Path(model_dir), threads=args.threads, out_of_fold=True)
+    spec = model_spec(labeller.beat.metadata)
     noise = {k: load_record(settings.paths.nstdb, k).millivolts() for k in ("ma", "bw")}
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="cs-devvar-") as tmp:
